@@ -1,0 +1,101 @@
+/* cli: shared option parsing and error reporting. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "rng/rng.h"
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "zotune %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n(see 'zotune %s --help')\n", cmd);
+  return EXIT_USER;
+}
+
+int cli_u64(const char *cmd, const char *opt, const char *s, uint64_t max, uint64_t *out)
+{
+  char *end;
+  errno = 0;
+  if (s[0] == '-' || s[0] == 0)
+    goto bad;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > max)
+    goto bad;
+  *out = v;
+  return 0;
+bad:
+  cli_usage_error(cmd, "%s: '%s' is not an integer in 0 .. %llu", opt, s,
+                  (unsigned long long)max);
+  return -1;
+}
+
+int cli_u32(const char *cmd, const char *opt, const char *s, uint32_t min, uint32_t max,
+            uint32_t *out)
+{
+  uint64_t v;
+  if (cli_u64(cmd, opt, s, max, &v) != 0)
+    return -1;
+  if (v < min) {
+    cli_usage_error(cmd, "%s: %s is below the minimum %u", opt, s, min);
+    return -1;
+  }
+  *out = (uint32_t)v;
+  return 0;
+}
+
+int cli_double(const char *cmd, const char *opt, const char *s, double *out)
+{
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !isfinite(v)) {
+    cli_usage_error(cmd, "%s: '%s' is not a finite number", opt, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int cli_fail(const char *cmd, const zo_err *err)
+{
+  fprintf(stderr, "zotune %s: %s\n", cmd, err->msg);
+  return zo_err_is_user(err->code) ? EXIT_USER : EXIT_INTERNAL;
+}
+
+int cli_set_isa(const char *cmd, const char *name)
+{
+  enum rng_isa isa = RNG_ISA_AUTO;
+  if (!name)
+    name = getenv("ZOTUNE_ISA");
+  if (name && rng_isa_parse(name, &isa) != 0) {
+    cli_usage_error(cmd, "--isa: '%s' is not one of auto, scalar, avx2, avx512", name);
+    return -1;
+  }
+  if (rng_set_isa(isa) != 0) {
+    fprintf(stderr, "zotune %s: this CPU or build cannot run the %s path\n", cmd, name);
+    return -1;
+  }
+  return 0;
+}
+
+int cli_default_threads(void)
+{
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 && n < 1024 ? (int)n : 1;
+}
+
+double cli_now(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
