@@ -1,2 +1,155 @@
 #!/bin/sh
-exit 0
+# Integration tests of the zotune command: optimize, replay, hash, resume,
+# crash recovery, refusals and exit codes. Prints "ok - NAME" / "not ok - NAME"
+# per check and exits 1 if any failed.
+set -u
+top_builddir=${top_builddir:-.}
+Z="$top_builddir/zotune"
+T=$(mktemp -d /tmp/zotune-cli-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+no() { fail=$((fail + 1)); echo "not ok - $1"; [ $# -gt 1 ] && echo "#   $2"; }
+check() { # NAME CONDITION-COMMAND...
+  name=$1
+  shift
+  if "$@"; then ok "$name"; else no "$name"; fi
+}
+fsize() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
+# json_num FILE KEY: the number after "KEY": in a one-line JSON object.
+json_num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1"; }
+
+Q="--function quadratic --dim 1000 --steps 8000 --seed 1"
+
+# 1. Acceptance: each codec takes the 1000-d quadratic below 1e-3 of its start.
+for c in log linear none; do
+  "$Z" optimize $Q --codec $c --run "$T/q_$c" --json >"$T/q_$c.json" 2>"$T/err"
+  rc=$?
+  fi=$(json_num "$T/q_$c.json" f_initial)
+  ff=$(json_num "$T/q_$c.json" f_final)
+  if [ $rc -eq 0 ] && awk -v a="$fi" -v b="$ff" 'BEGIN { exit !(b < 1e-3 * a) }'; then
+    ok "optimize quadratic converges with codec $c ($fi -> $ff)"
+  else
+    no "optimize quadratic converges with codec $c" "rc=$rc f $fi -> $ff: $(cat "$T/err")"
+  fi
+done
+
+# 2. --json carries the documented keys.
+for k in f_initial f_final steps records log_bytes sha256; do
+  check "optimize --json has $k" grep -q "\"$k\":" "$T/q_log.json"
+done
+check "records = steps for one worker" \
+  test "$(json_num "$T/q_log.json" records)" = "$(json_num "$T/q_log.json" steps)"
+logsize=$(wc -c <"$T/q_log/log.zol")
+check "log_bytes is the log file's size" test "$(json_num "$T/q_log.json" log_bytes)" = "$logsize"
+
+# 3. replay and hash rebuild the live result.
+live=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/q_log.json")
+h=$("$Z" hash --run "$T/q_log")
+check "hash prints 64 hex digits only" sh -c "echo '$h' | grep -Eqx '[0-9a-f]{64}'"
+check "hash after replay equals the live run's" test "$h" = "$live"
+"$Z" replay --run "$T/q_log" >"$T/replay.out" 2>&1
+check "replay exits 0 and says it matches" grep -q "^matches" "$T/replay.out"
+check "hash with the scalar path equals" test "$(ZOTUNE_ISA=scalar "$Z" hash --run "$T/q_log")" = "$live"
+
+# 4. Thread count does not change the result (large enough to split).
+B="--function rosenbrock --dim 200000 --steps 30 --seed 5 --n-directions 4 --lr 1e-7 --weight-decay 0.01 --schedule cosine --warmup 3"
+"$Z" optimize $B --threads 1 --run "$T/t1" >/dev/null 2>&1
+"$Z" optimize $B --threads 2 --run "$T/t2" >/dev/null 2>&1
+h1=$("$Z" hash --run "$T/t1" --threads 1)
+h2=$("$Z" hash --run "$T/t2" --threads 2)
+check "--threads 1 and 2 give the same hash" test -n "$h1" -a "$h1" = "$h2"
+check "replay with 2 threads of a 1-thread run matches" test "$("$Z" hash --run "$T/t1" --threads 2)" = "$h1"
+
+# 5. Workers and direction modes replay exactly.
+for m in per-worker shared pool:16; do
+  d="$T/w_$(echo $m | tr : _)"
+  "$Z" optimize --function ackley --dim 64 --steps 300 --seed 9 --workers 3 --n-directions 2 \
+    --directions $m --codec linear --run "$d" --json >"$d.json" 2>/dev/null
+  check "workers 3, directions $m: 6 records per step" test "$(json_num "$d.json" records)" = 1800
+  "$Z" replay --run "$d" >/dev/null 2>&1
+  check "workers 3, directions $m: replay matches" test $? -eq 0
+done
+
+# 6. Resume after a torn write: cut the log mid-frame, rerun, same final hash.
+"$Z" optimize $Q --steps 3000 --run "$T/full" --json >"$T/full.json" 2>/dev/null
+full=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/full.json")
+"$Z" optimize $Q --steps 3000 --run "$T/torn" >/dev/null 2>&1
+size=$(wc -c <"$T/torn/log.zol")
+# Keep 1000 whole steps (17 bytes each after the 100-byte header) plus 9 bytes.
+truncate -s $((100 + 17 * 1000 + 9)) "$T/torn/log.zol"
+"$Z" optimize $Q --steps 3000 --run "$T/torn" --json >"$T/torn.json" 2>"$T/torn.err"
+check "resume reports the torn tail" grep -q "torn" "$T/torn.err"
+check "resume after a torn write reaches the same hash" \
+  test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/torn.json")" = "$full"
+check "the resumed log is whole again" test "$(wc -c <"$T/torn/log.zol")" = "$size"
+
+# 7. kill -9 mid-run, then resume: same final hash as the uninterrupted run.
+K="--function rosenbrock --dim 200000 --steps 2000 --seed 2 --lr 1e-7 --threads 1"
+"$Z" optimize $K --run "$T/kfull" --json >"$T/kfull.json" 2>/dev/null
+kfull=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/kfull.json")
+"$Z" optimize $K --run "$T/kill" >/dev/null 2>&1 &
+pid=$!
+i=0 # wait until at least 50 steps are in the log, then kill
+while [ $i -lt 400 ] && [ "$(fsize "$T/kill/log.zol")" -lt 950 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+partial=$(( ($(wc -c <"$T/kill/log.zol") - 100) / 17 ))
+check "kill -9 landed mid-run (after $partial of 2000 steps)" test $partial -lt 2000
+"$Z" optimize $K --run "$T/kill" --json >"$T/kill.json" 2>/dev/null
+check "kill -9, resume: same hash as the uninterrupted run" \
+  test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/kill.json")" = "$kfull"
+
+# 8. Refusals: a different config on an existing run; a log from another run.
+"$Z" optimize $Q --lr 0.01 --run "$T/q_log" >/dev/null 2>"$T/err"
+rc=$?
+check "a different config on an existing run exits 1" test $rc -eq 1
+check "... and names the field" grep -q "optimizer.lr" "$T/err"
+cp "$T/q_linear/log.zol" "$T/q_log/log.zol.other"
+mkdir -p "$T/mix" && cp "$T/q_log/config.json" "$T/mix/" && cp "$T/q_linear/log.zol" "$T/mix/"
+"$Z" replay --run "$T/mix" >/dev/null 2>"$T/err"
+rc=$?
+check "a log from another run exits 1" test $rc -eq 1
+check "... and says so" grep -q "another run" "$T/err"
+
+# 9. Corruption in the middle of a log is an error naming the offset.
+cp -r "$T/q_none" "$T/bad"
+printf '\377' | dd of="$T/bad/log.zol" bs=1 seek=500 conv=notrunc 2>/dev/null
+"$Z" replay --run "$T/bad" >/dev/null 2>"$T/err"
+rc=$?
+check "a bad CRC mid-log exits 1" test $rc -eq 1
+check "... naming the offset" grep -q "bad CRC in step frame at offset" "$T/err"
+printf 'NOTALOG!' | dd of="$T/bad/log.zol" bs=1 seek=0 conv=notrunc 2>/dev/null
+"$Z" hash --run "$T/bad" >/dev/null 2>"$T/err"
+check "a file that is not a log exits 1" test $? -eq 1
+"$Z" replay --run "$T/nowhere" >/dev/null 2>"$T/err"
+check "replay of a missing run exits 1" test $? -eq 1
+
+# 10. Bad options exit 1 naming the option; --help exits 0.
+for args in "--dim abc" "--dim 0" "--seed -1" "--lr nan" "--codec gzip" "--directions pool:0" \
+  "--workers 0" "--function sphere" "--bogus"; do
+  "$Z" optimize --function quadratic --dim 10 --steps 1 --seed 1 --run "$T/o" $args \
+    >/dev/null 2>"$T/err"
+  rc=$?
+  opt=$(echo "$args" | cut -d' ' -f1)
+  if [ $rc -eq 1 ] && grep -q -- "${opt#--}" "$T/err"; then ok "optimize $args: exit 1 naming it"
+  else no "optimize $args: exit 1 naming it" "rc=$rc: $(cat "$T/err")"; fi
+done
+"$Z" optimize --function quadratic --dim 10 --seed 1 --run "$T/o" >/dev/null 2>"$T/err"
+check "a missing required option exits 1" test $? -eq 1
+for cmd in optimize replay hash; do
+  "$Z" $cmd --help >"$T/help" 2>&1
+  check "$cmd --help exits 0" test $? -eq 0 -a -s "$T/help"
+done
+"$Z" --help >/dev/null
+check "zotune --help exits 0" test $? -eq 0
+"$Z" frobnicate >/dev/null 2>&1
+check "an unknown command exits 1" test $? -eq 1
+
+echo "# cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,341 @@
+/* bench_util: small helpers shared by the benchmarks in tests/bench.
+ *
+ *   bench_now          monotonic wall clock in seconds;
+ *   bench_median       median (and min/max) of n timings, without reordering
+ *                      the caller's array;
+ *   bench_alloc        64-byte-aligned float arrays, first touched by the
+ *                      threads (and split) the kernels below use;
+ *   bench_triad        one STREAM triad a[i] = b[i] + s * c[i] (12 B/element);
+ *   bench_rmw          one in-place read-modify-write b[i] = b[i] * s
+ *                      (8 B/element: the theta pass of a perturbation/update);
+ *   bench_mem_path     which code the two kernels run ("avx512", "avx2", "C");
+ *   bench_load_*       how much CPU other processes used during a measurement;
+ *   bench_cpu_model    "model name" from /proc/cpuinfo;
+ *   bench_date         the current UTC date and time.
+ *
+ * The memory kernels use explicit AVX-512/AVX2 loads and stores when the CPU
+ * has them, so the floor they measure does not depend on the optimisation
+ * level or -march the benchmark happens to be built with. Threads: OpenMP,
+ * `threads` of them, each on one contiguous 64-byte-aligned share; without
+ * OpenMP everything runs on one thread.
+ *
+ * Everything is static (inline), so a benchmark that uses only part of this
+ * file gets no unused-function warnings.
+ */
+#ifndef ZOTUNE_BENCH_UTIL_H
+#define ZOTUNE_BENCH_UTIL_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define BENCH_X86 1
+#include <immintrin.h>
+#endif
+
+static inline double bench_now(void)
+{
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+    return 0.0;
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+#define BENCH_MAX_REPS 64
+
+/* Median of v[0..n) (mean of the middle two when n is even); also the
+ * minimum and maximum when lo/hi are non-NULL. v is left unchanged. Only the
+ * first BENCH_MAX_REPS values are used. */
+static inline double bench_median(const double *v, int n, double *lo, double *hi)
+{
+  double s[BENCH_MAX_REPS];
+  if (n < 1)
+    return 0.0;
+  if (n > BENCH_MAX_REPS)
+    n = BENCH_MAX_REPS;
+  memcpy(s, v, (size_t)n * sizeof *s);
+  qsort(s, (size_t)n, sizeof *s, bench_cmp_double);
+  if (lo)
+    *lo = s[0];
+  if (hi)
+    *hi = s[n - 1];
+  return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* ---- memory kernels ----------------------------------------------------- */
+
+enum bench_mem_isa { BENCH_MEM_C, BENCH_MEM_AVX2, BENCH_MEM_AVX512 };
+
+static inline enum bench_mem_isa bench_mem_isa(void)
+{
+#ifdef BENCH_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f"))
+    return BENCH_MEM_AVX512;
+  if (__builtin_cpu_supports("avx2"))
+    return BENCH_MEM_AVX2;
+#endif
+  return BENCH_MEM_C;
+}
+
+static inline const char *bench_mem_path(void)
+{
+  switch (bench_mem_isa()) {
+  case BENCH_MEM_AVX512:
+    return "avx512";
+  case BENCH_MEM_AVX2:
+    return "avx2";
+  default:
+    return "C";
+  }
+}
+
+/* Share [*lo, *hi) of n elements for thread id of nth, split at multiples of
+ * 16 elements (64 bytes). */
+static inline void bench_share(size_t n, int id, int nth, size_t *lo, size_t *hi)
+{
+  size_t lines = (n + 15) / 16;
+  size_t a = lines * (size_t)id / (size_t)nth * 16;
+  size_t b = lines * (size_t)(id + 1) / (size_t)nth * 16;
+  *lo = a < n ? a : n;
+  *hi = b < n ? b : n;
+}
+
+static inline void bench_triad_c(float *a, const float *b, const float *c, size_t n,
+                                 float s)
+{
+  for (size_t i = 0; i < n; i++)
+    a[i] = b[i] + s * c[i];
+}
+
+static inline void bench_rmw_c(float *b, size_t n, float s)
+{
+  for (size_t i = 0; i < n; i++)
+    b[i] = b[i] * s;
+}
+
+#ifdef BENCH_X86
+__attribute__((target("avx512f"))) static inline void
+bench_triad_avx512(float *a, const float *b, const float *c, size_t n, float s)
+{
+  const __m512 vs = _mm512_set1_ps(s);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(a + i, _mm512_add_ps(_mm512_loadu_ps(b + i),
+                                          _mm512_mul_ps(vs, _mm512_loadu_ps(c + i))));
+  bench_triad_c(a + i, b + i, c + i, n - i, s);
+}
+
+__attribute__((target("avx512f"))) static inline void bench_rmw_avx512(float *b, size_t n,
+                                                                       float s)
+{
+  const __m512 vs = _mm512_set1_ps(s);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(b + i, _mm512_mul_ps(_mm512_loadu_ps(b + i), vs));
+  bench_rmw_c(b + i, n - i, s);
+}
+
+__attribute__((target("avx2"))) static inline void
+bench_triad_avx2(float *a, const float *b, const float *c, size_t n, float s)
+{
+  const __m256 vs = _mm256_set1_ps(s);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(a + i, _mm256_add_ps(_mm256_loadu_ps(b + i),
+                                          _mm256_mul_ps(vs, _mm256_loadu_ps(c + i))));
+  bench_triad_c(a + i, b + i, c + i, n - i, s);
+}
+
+__attribute__((target("avx2"))) static inline void bench_rmw_avx2(float *b, size_t n,
+                                                                  float s)
+{
+  const __m256 vs = _mm256_set1_ps(s);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(b + i, _mm256_mul_ps(_mm256_loadu_ps(b + i), vs));
+  bench_rmw_c(b + i, n - i, s);
+}
+#endif
+
+/* 0: fill with value; 1: triad; 2: rmw — on this thread's share. */
+static inline void bench_kernel_share(int kind, enum bench_mem_isa isa, float *a,
+                                      const float *b, const float *c, size_t n,
+                                      float s)
+{
+  int id = 0, nth = 1;
+#ifdef _OPENMP
+  id = omp_get_thread_num();
+  nth = omp_get_num_threads();
+#endif
+  size_t lo, hi;
+  bench_share(n, id, nth, &lo, &hi);
+  size_t len = hi - lo;
+  (void)isa;
+  if (kind == 0) {
+    for (size_t i = lo; i < hi; i++)
+      a[i] = s;
+    return;
+  }
+#ifdef BENCH_X86
+  if (isa == BENCH_MEM_AVX512) {
+    if (kind == 1)
+      bench_triad_avx512(a + lo, b + lo, c + lo, len, s);
+    else
+      bench_rmw_avx512(a + lo, len, s);
+    return;
+  }
+  if (isa == BENCH_MEM_AVX2) {
+    if (kind == 1)
+      bench_triad_avx2(a + lo, b + lo, c + lo, len, s);
+    else
+      bench_rmw_avx2(a + lo, len, s);
+    return;
+  }
+#endif
+  if (kind == 1)
+    bench_triad_c(a + lo, b + lo, c + lo, len, s);
+  else
+    bench_rmw_c(a + lo, len, s);
+}
+
+/* Runs kind on `threads` threads; returns the elapsed seconds. */
+static inline double bench_kernel(int kind, float *a, const float *b, const float *c,
+                                  size_t n, float s, int threads)
+{
+  const enum bench_mem_isa isa = bench_mem_isa();
+  const int nt = threads > 0 ? threads : 1;
+  double t0 = bench_now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  bench_kernel_share(kind, isa, a, b, c, n, s);
+#else
+  (void)nt;
+  bench_kernel_share(kind, isa, a, b, c, n, s);
+#endif
+  return bench_now() - t0;
+}
+
+/* n floats, 64-byte aligned, every element set to `value` by `threads`
+ * threads with the split the kernels use (so pages are faulted in, where the
+ * kernels will touch them, before anything is timed). NULL when out of
+ * memory. */
+static inline float *bench_alloc(size_t n, float value, int threads)
+{
+  size_t bytes = n * sizeof(float);
+  bytes = (bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+  float *p = aligned_alloc(64, bytes ? bytes : 64);
+  if (!p)
+    return NULL;
+  bench_kernel(0, p, NULL, NULL, n, value, threads);
+  return p;
+}
+
+/* a[i] = b[i] + s * c[i], i < n. Returns the elapsed seconds. */
+static inline double bench_triad(float *a, const float *b, const float *c, size_t n,
+                                 float s, int threads)
+{
+  return bench_kernel(1, a, b, c, n, s, threads);
+}
+
+/* b[i] = b[i] * s, i < n. Returns the elapsed seconds. Callers alternate s
+ * and 1/s so the values neither grow nor reach subnormals. */
+static inline double bench_rmw(float *b, size_t n, float s, int threads)
+{
+  return bench_kernel(2, b, NULL, NULL, n, s, threads);
+}
+
+/* ---- interference ------------------------------------------------------- */
+
+/* CPU time used by the whole machine (/proc/stat) and by this process, so a
+ * benchmark can say how much of the machine others took while it ran. */
+typedef struct bench_load {
+  double wall, busy, self; /* seconds */
+  int ok;
+} bench_load;
+
+static inline bench_load bench_load_now(void)
+{
+  bench_load l = {bench_now(), 0.0, 0.0, 0};
+  struct timespec ts;
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+    l.self = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f)
+    return l;
+  unsigned long long v[8] = {0};
+  /* cpu user nice system idle iowait irq softirq steal */
+  if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+             &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    long hz = sysconf(_SC_CLK_TCK);
+    l.busy = (double)busy / (double)(hz > 0 ? hz : 100);
+    l.ok = 1;
+  }
+  fclose(f);
+  return l;
+}
+
+/* Average number of CPUs other processes (and steal) kept busy between a and
+ * b; negative when unknown. Resolution: one clock tick (10 ms). */
+static inline double bench_load_foreign(bench_load a, bench_load b)
+{
+  if (!a.ok || !b.ok || b.wall <= a.wall)
+    return -1.0;
+  double other = (b.busy - a.busy) - (b.self - a.self);
+  if (other < 0.0)
+    other = 0.0;
+  return other / (b.wall - a.wall);
+}
+
+/* ---- machine ------------------------------------------------------------ */
+
+/* The "model name" line of /proc/cpuinfo, or "unknown". */
+static inline void bench_cpu_model(char *buf, size_t len)
+{
+  snprintf(buf, len, "unknown");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f)
+    return;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "model name", 10) != 0)
+      continue;
+    char *colon = strchr(line, ':');
+    if (!colon)
+      continue;
+    colon++;
+    while (*colon == ' ' || *colon == '\t')
+      colon++;
+    colon[strcspn(colon, "\n")] = '\0';
+    snprintf(buf, len, "%s", colon);
+    break;
+  }
+  fclose(f);
+}
+
+/* "YYYY-MM-DD HH:MM UTC". */
+static inline void bench_date(char *buf, size_t len)
+{
+  time_t now = time(NULL);
+  struct tm tm;
+  if (now == (time_t)-1 || !gmtime_r(&now, &tm) ||
+      strftime(buf, len, "%Y-%m-%d %H:%M UTC", &tm) == 0)
+    snprintf(buf, len, "unknown");
+}
+
+#endif

@@ -1,0 +1,62 @@
+#!/bin/sh
+# zotune setup on Debian 12: installs the Debian packages zotune needs
+# (apt-get; through sudo when not root), builds, and then
+#   scripts/setup.sh example   runs the main job on the bundled example
+#   scripts/setup.sh check     runs the test suite (make check)
+#   scripts/setup.sh deps      only installs the packages
+#   scripts/setup.sh build     installs and builds (./zotune in build/)
+# BUILD_DIR (default: build) is honoured, and CC / CFLAGS when it is first configured.
+set -eu
+cd "$(dirname "$0")/.."
+mode=${1:-example}
+
+PACKAGES="build-essential autoconf automake libtool pkg-config clang \
+  librandom123-dev libblis-dev libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev \
+  libjansson-dev libssl-dev zlib1g-dev"
+
+deps() {
+  missing=""
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing="$missing $p"
+  done
+  [ -z "$missing" ] && return 0
+  echo "setup: installing$missing"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+}
+
+build() {
+  bdir=${BUILD_DIR:-build}
+  [ -x configure ] && [ configure -nt configure.ac ] && [ Makefile.in -nt Makefile.am ] ||
+    autoreconf -fi
+  mkdir -p "$bdir"
+  if [ ! -f "$bdir/Makefile" ]; then
+    top=$(pwd)
+    (cd "$bdir" && "$top/configure")
+  fi
+  make -C "$bdir" -j"$(nproc)"
+}
+
+case "$mode" in
+deps) deps ;;
+build) deps && build ;;
+check)
+  deps && build
+  make -C "${BUILD_DIR:-build}" -j"$(nproc)" check
+  ;;
+example)
+  deps && build
+  rm -rf runs/example
+  mkdir -p runs
+  "${BUILD_DIR:-build}/zotune" optimize --function quadratic --dim 1000 --steps 8000 \
+    --seed 1 --run runs/example
+  "${BUILD_DIR:-build}/zotune" replay --run runs/example
+  ;;
+*)
+  echo "usage: scripts/setup.sh [example|check|deps|build]" >&2
+  exit 1
+  ;;
+esac
