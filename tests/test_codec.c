@@ -229,6 +229,19 @@ static void test_log_levels(void **state)
       continue;
     assert_true(zo_codec_decode(&c, &b) == ldexp(1.0, (m - 96) / 8));
   }
+  /* The levels of one octave are 2^(j/8) correctly rounded, to the bit, so
+   * every machine decodes the same values. */
+  static const double frac[8] = {0x1.0000000000000p+0, 0x1.172b83c7d517bp+0,
+                                 0x1.306fe0a31b715p+0, 0x1.4bfdad5362a27p+0,
+                                 0x1.6a09e667f3bcdp+0, 0x1.8ace5422aa0dbp+0,
+                                 0x1.ae89f995ad3adp+0, 0x1.d5818dcfba487p+0};
+  for (int m = 1; m <= 127; m++) {
+    uint8_t b = (uint8_t)m;
+    int k = m - 96, q = (k + 96) / 8 - 12; /* floor(k / 8) */
+    assert_true(zo_codec_decode(&c, &b) == ldexp(frac[k - 8 * q], q));
+  }
+  for (int j = 0; j < 8; j++)
+    assert_rel(frac[j], pow(2.0, j / 8.0), 3e-16);
   uint8_t smallest = 1, largest = 127;
   assert_rel(zo_codec_decode(&c, &smallest), pow(2.0, -11.875), 1e-15);
   assert_rel(zo_codec_decode(&c, &largest), pow(2.0, 3.875), 1e-15);

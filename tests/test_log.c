@@ -1062,6 +1062,48 @@ static void test_check(void **state)
   f->a = NULL;
 }
 
+/* A damaged record count that makes a middle frame seem to run past the end
+ * of the file is corruption, not a torn tail: nothing is cut off. */
+static void test_damaged_count_not_torn(void **state)
+{
+  fixture *f = *state;
+  static const uint32_t counts[3] = {3, 3, 1};
+  static uint8_t full[FILE_CAP];
+  uint64_t offs[3];
+  const uint64_t size = write_log(f, 1, 8, counts, 3, offs);
+  assert_int_equal(slurp(f->path, full, sizeof full), size);
+  full[offs[1] + 4] = 7; /* 3 -> 7 records: 47 bytes, 44 remain */
+  spit(f->path, full, size);
+  for (int mode = ZO_LOG_READ; mode <= ZO_LOG_APPEND; mode++) {
+    zo_err err = {0};
+    zo_log *lg = NULL;
+    assert_int_equal(zo_log_open(f->path, mode, &lg, NULL, &err), ZO_ECORRUPT);
+    zo_log_close(lg);
+    assert_true(has_offset(err.msg, offs[1]));
+    assert_non_null(strstr(err.msg, "record count"));
+    assert_file_is(f->path, full, size);
+  }
+}
+
+/* Zeros after the last whole step (allocated, never written) are a torn tail. */
+static void test_zero_tail_is_torn(void **state)
+{
+  fixture *f = *state;
+  static const uint32_t counts[3] = {2, 2, 2};
+  static uint8_t zeros[40];
+  const uint64_t size = write_log(f, 1, 8, counts, 3, NULL);
+  spit_append(f->path, zeros, sizeof zeros);
+  zo_err err = {0};
+  zo_log *lg = NULL;
+  zo_log_recovery rc;
+  assert_int_equal(zo_log_open(f->path, ZO_LOG_APPEND, &lg, &rc, &err), 0);
+  assert_int_equal(rc.torn, 1);
+  assert_int_equal(rc.dropped_bytes, sizeof zeros);
+  assert_int_equal(zo_log_nsteps(lg), 3);
+  zo_log_close(lg);
+  assert_int_equal(file_size(f->path), size);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1082,6 +1124,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_too_many_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_append_rejects, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_damaged_count_not_torn, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_zero_tail_is_torn, setup, teardown),
   };
   return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

@@ -90,15 +90,17 @@ static double log_decode(uint8_t b)
   return b & 0x80 ? -log_level(m) : log_level(m);
 }
 
+/* Rounds the magnitude and restores the sign, so g and -g quantize as
+ * mirror images for the same u (as the log code does). */
 static int8_t lin_encode(double x, float u)
 {
-  double q = x * (127.0 / LIN_CLIP);
-  if (q >= 127.0)
-    return 127;
-  if (q <= -127.0)
-    return -127;
-  double f = floor(q);
-  return (int8_t)(f + ((double)u < q - f ? 1.0 : 0.0));
+  double q = fabs(x) * (127.0 / LIN_CLIP);
+  int m = 127;
+  if (q < 127.0) {
+    double f = floor(q);
+    m = (int)f + ((double)u < q - f ? 1 : 0);
+  }
+  return (int8_t)(x < 0 ? -m : m);
 }
 
 void zo_codec_encode(const zo_codec *c, double g, float u, uint8_t *out)

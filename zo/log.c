@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "zo/hash.h"
 
 static const char magic[8] = {'Z', 'O', 'T', 'U', 'N', 'L', 'O', 'G'};
@@ -135,6 +137,8 @@ int zo_log_create(const char *path, const zo_log_header *h, zo_log **out,
                   zo_err *err)
 {
   uint8_t b[ZO_LOG_HEADER_BYTES];
+  if (h->width != 1 && h->width != 4)
+    return zo_fail(err, ZO_EINVAL, "%s: payload width %u (must be 1 or 4)", path, h->width);
   zo_log *log = log_new(path);
   if (!log)
     return zo_fail(err, ZO_ENOMEM, "out of memory opening %s", path);
@@ -210,6 +214,40 @@ static int parse_header(const char *path, const uint8_t *b, size_t n,
   return 0;
 }
 
+static int all_zero(const uint8_t *b, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (b[i])
+      return 0;
+  return 1;
+}
+
+/* A frame at b (rem bytes to the end of the file) that looks torn: could it
+ * instead be a whole frame of `step` whose record count was damaged? Tests
+ * every record count that fits, with a running CRC of the records combined
+ * with the CRC of the frame head that count implies. */
+static int count_damaged(const uint8_t *b, size_t rem, size_t rsize, uint32_t step)
+{
+  if (rem < 12 || get32(b) != step)
+    return 0;
+  uLong crc_rec = crc32_z(0L, Z_NULL, 0);
+  for (size_t n = 0;; n++) {
+    size_t e = 8 + n * rsize;
+    if (e + 4 > rem)
+      break;
+    uint8_t head[8];
+    memcpy(head, b, 4);
+    put32(head + 4, (uint32_t)n);
+    uLong crc = crc32_combine(crc32_z(0L, head, 8), crc_rec, (z_off_t)(e - 8));
+    if (crc == get32(b + e))
+      return 1;
+    if (e + rsize + 4 > rem)
+      break;
+    crc_rec = crc32_z(crc_rec, b + e, rsize);
+  }
+  return 0;
+}
+
 /* Parses the frames after the header into log's index. */
 static int parse_frames(zo_log *log, const uint8_t *b, size_t n,
                         zo_log_recovery *rc, zo_err *err)
@@ -219,7 +257,9 @@ static int parse_frames(zo_log *log, const uint8_t *b, size_t n,
   memset(rc, 0, sizeof *rc);
   while (off < n) {
     size_t rem = n - off;
-    if (rem < 12) {
+    /* A short remainder, or one that is all zeros (space the file system
+     * allocated but never wrote), is a torn tail. */
+    if (rem < 12 || all_zero(b + off, rem)) {
       rc->torn = 1;
       break;
     }
@@ -230,6 +270,10 @@ static int parse_frames(zo_log *log, const uint8_t *b, size_t n,
                      log->path, off, nrec, log->h.max_records);
     size_t fsize = 8 + (size_t)nrec * rsize + 4;
     if (fsize > rem) {
+      if (count_damaged(b + off, rem, rsize, (uint32_t)log->nsteps))
+        return zo_fail(err, ZO_ECORRUPT,
+                       "%s: step frame at offset %zu: damaged record count (%u)", log->path,
+                       off, nrec);
       rc->torn = 1;
       break;
     }

@@ -12,9 +12,8 @@
  *   - every row's ratio to the floor of the same thread count, and the
  *     Gaussian 2-thread gen+axpy figure against the BRIEF target (0.5
  *     ns/param) and the PyTorch MeZO figure quoted in performance.md §1.5.
- * Each row also says how many CPUs other processes kept busy while it ran
- * (a 2-core machine shared with a build or a test run gives meaningless
- * 2-thread numbers), and a last check confirms that the paths and thread
+ * Each row also says how long its threads waited for a CPU (a 2-core machine
+ * shared with a build or a test run gives meaningless 2-thread numbers), and a last check confirms that the paths and thread
  * counts timed produce the same bits, i.e. that the rows time the same work.
  *
  * Exit status: 0, or 1 when something failed (allocation, ISA selection,
@@ -30,13 +29,13 @@
 #include "zo/update.h"
 
 #define N_MEM ((size_t)1 << 25) /* floats per memory array: 128 MB */
-#define N_RNG ((size_t)1 << 24) /* parameters for rng/update rows: 64 MB */
+#define N_RNG N_MEM /* parameters for rng/update rows: the same 128 MB */
 #define REPS 7                  /* timed repeats (median), cheap rows */
 #define REPS_SLOW 5             /* timed repeats for the R = 64 rows */
 #define MAX_THREADS 2
 #define MAX_R 64
 #define SEED 0x5EEDBEEF12345678ull
-#define BUSY_WARN 0.10 /* flag rows during which others used > 0.1 CPU */
+#define WAIT_WARN 0.05 /* flag rows whose threads waited > 5% for a CPU */
 
 #define TARGET_NS 0.5     /* BRIEF: Gaussian gen + axpy, 2 threads */
 #define MEZO_NS 5.3       /* performance.md §1.5: PyTorch MeZO, 2 thr (quoted) */
@@ -45,7 +44,7 @@
 
 static double floor_ns[MAX_THREADS + 1]; /* measured RMW floor, by threads */
 static int nflagged;                     /* rows disturbed by other processes */
-static double busy_max;
+static double wait_max;
 
 static const char *dist_name(enum rng_dist d)
 {
@@ -58,17 +57,17 @@ static void fmt4(char *buf, size_t len, double x)
   snprintf(buf, len, "%.4g", x);
 }
 
-static void note_busy(double busy, char *mark, size_t len)
+static void note_wait(double wait, char *mark, size_t len)
 {
-  if (busy < 0.0) {
+  if (wait < 0.0) {
     snprintf(mark, len, "?");
     return;
   }
-  if (busy > busy_max)
-    busy_max = busy;
-  if (busy > BUSY_WARN)
+  if (wait > wait_max)
+    wait_max = wait;
+  if (wait > WAIT_WARN)
     nflagged++;
-  snprintf(mark, len, "%.2f%s", busy, busy > BUSY_WARN ? " !" : "");
+  snprintf(mark, len, "%.2f%s", wait, wait > WAIT_WARN ? " !" : "");
 }
 
 /* ---- memory ------------------------------------------------------------ */
@@ -90,7 +89,7 @@ static int bench_memory(void)
          "1 warm-up; STREAM byte counting)\n\n",
          N_MEM * sizeof(float) >> 20, bench_mem_path(), REPS);
   printf("| %-34s | %-3s | %-6s | %-13s | %-8s | %-6s |\n", "kernel", "thr", "GB/s",
-         "GB/s min-max", "ns/elem", "others");
+         "GB/s min-max", "ns/elem", "wait");
   printf("|------------------------------------|-----|--------|---------------|"
          "----------|--------|\n");
   for (int th = 1; th <= MAX_THREADS; th++) {
@@ -116,7 +115,7 @@ static int bench_memory(void)
       if (k == 1)
         floor_ns[th] = ns;
       char mark[16];
-      note_busy(bench_load_foreign(l0, l1), mark, sizeof mark);
+      note_wait(bench_load_wait(l0, l1), mark, sizeof mark);
       printf("| %-34s | %3d | %6.1f | %5.1f - %5.1f | %8.4f | %-6s |\n",
              k == 0 ? "triad a=b+s*c (12 B/elem)" : "FLOOR in-place b*=s (8 B/elem)", th,
              bytes / med * 1e-9, bytes / hi * 1e-9, bytes / lo * 1e-9, ns, mark);
@@ -177,7 +176,7 @@ static void table_header(void)
 {
   printf("| %-22s | %-10s | %-6s | %-3s | %-2s | %-8s | %-15s | %-8s | %-7s | %-6s |\n",
          "kernel", "dist", "path", "thr", "R", "ns/param", "min - max", "ns/rec",
-         "x floor", "others");
+         "x floor", "wait");
   printf("|------------------------|------------|--------|-----|----|----------|"
          "-----------------|----------|---------|--------|\n");
 }
@@ -204,7 +203,7 @@ static double row(struct bufs *b, const char *label, enum op_kind kind,
   fmt4(l, sizeof l, lo);
   fmt4(h, sizeof h, hi);
   snprintf(range, sizeof range, "%s - %s", l, h);
-  note_busy(bench_load_foreign(l0, l1), mark, sizeof mark);
+  note_wait(bench_load_wait(l0, l1), mark, sizeof mark);
   printf("| %-22s | %-10s | %-6s | %3d | %-2s | %8s | %-15s | %8s | %7.2f | %-6s |\n", label,
          dist_name(dist), rng_isa_name(rng_get_isa()), threads, rs, m, range, perrec,
          med / floor_ns[threads], mark);
@@ -286,6 +285,7 @@ out:
 int main(void)
 {
   const double t_start = bench_now();
+  const bench_load load_start = bench_load_now();
   char cpu[256], date[64];
   bench_cpu_model(cpu, sizeof cpu);
   bench_date(date, sizeof date);
@@ -304,9 +304,10 @@ int main(void)
   printf("OpenMP: NO (the 2-thread rows run on one thread) | compiler: %s\n",
          __VERSION__);
 #endif
-  printf("\"others\" = CPUs kept busy by other processes during the row (/proc/stat); "
-         "'!' marks rows above %.2f, whose timings are suspect.\n\n",
-         BUSY_WARN);
+  printf("wait = average number of this benchmark's threads runnable but waiting for "
+         "a CPU during the row (another process competing); '!' marks rows above %.2f, "
+         "whose timings are suspect.\n\n",
+         WAIT_WARN);
 
   if (bench_memory() != 0)
     return 1;
@@ -431,12 +432,15 @@ int main(void)
     rc = 1;
   printf("rng path at exit: %s\n", rng_isa_name(rng_get_isa()));
   if (nflagged)
-    printf("WARNING: %d rows ran while other processes kept up to %.2f CPUs busy "
-           "(marked '!'); rerun on a quiet machine.\n",
-           nflagged, busy_max);
+    printf("WARNING: %d rows had threads waiting for a CPU (up to %.2f, marked '!'); "
+           "rerun on a quiet machine.\n",
+           nflagged, wait_max);
   else
-    printf("Other processes: at most %.2f CPUs busy during any row (quiet run).\n",
-           busy_max);
+    printf("CPU contention: at most %.2f threads waiting during any row (quiet).\n",
+           wait_max);
+  double foreign = bench_load_foreign(load_start, bench_load_now());
+  if (foreign >= 0.0)
+    printf("Other processes kept %.2f CPUs busy on average during the run.\n", foreign);
   printf("Total time: %.1f s\n", bench_now() - t_start);
   return rc;
 }

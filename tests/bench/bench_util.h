@@ -9,7 +9,8 @@
  *   bench_rmw          one in-place read-modify-write b[i] = b[i] * s
  *                      (8 B/element: the theta pass of a perturbation/update);
  *   bench_mem_path     which code the two kernels run ("avx512", "avx2", "C");
- *   bench_load_*       how much CPU other processes used during a measurement;
+ *   bench_load_*       whether other processes competed for the CPUs during a
+ *                      measurement (our threads' run-queue wait; others' CPU);
  *   bench_cpu_model    "model name" from /proc/cpuinfo;
  *   bench_date         the current UTC date and time.
  *
@@ -25,6 +26,7 @@
 #ifndef ZOTUNE_BENCH_UTIL_H
 #define ZOTUNE_BENCH_UTIL_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,45 +263,88 @@ static inline double bench_rmw(float *b, size_t n, float s, int threads)
 
 /* ---- interference ------------------------------------------------------- */
 
-/* CPU time used by the whole machine (/proc/stat) and by this process, so a
- * benchmark can say how much of the machine others took while it ran. */
+/* A snapshot of (a) how long this process's threads have waited, runnable,
+ * for a CPU (/proc/self/task/<tid>/schedstat, nanoseconds: precise), and
+ * (b) the CPU time used by the whole machine (/proc/stat, clock ticks) and
+ * by this process, so a benchmark can tell whether something else was
+ * competing for the cores while it measured. */
 typedef struct bench_load {
-  double wall, busy, self; /* seconds */
-  int ok;
+  double wall;    /* bench_now() */
+  double wait;    /* summed run-queue wait of our threads, seconds */
+  double busy;    /* machine-wide busy CPU time, seconds */
+  double self;    /* this process's CPU time, seconds */
+  int ok_wait, ok_busy;
 } bench_load;
 
 static inline bench_load bench_load_now(void)
 {
-  bench_load l = {bench_now(), 0.0, 0.0, 0};
+  bench_load l;
+  memset(&l, 0, sizeof l);
+  DIR *dir = opendir("/proc/self/task");
+  if (dir) {
+    struct dirent *e;
+    unsigned long long sum = 0;
+    int n = 0;
+    while ((e = readdir(dir)) != NULL) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9')
+        continue;
+      char path[64];
+      snprintf(path, sizeof path, "/proc/self/task/%.20s/schedstat", e->d_name);
+      FILE *f = fopen(path, "r");
+      if (!f)
+        continue;
+      unsigned long long run, wait;
+      if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
+        sum += wait;
+        n++;
+      }
+      fclose(f);
+    }
+    closedir(dir);
+    l.wait = 1e-9 * (double)sum;
+    l.ok_wait = n > 0;
+  }
   struct timespec ts;
   if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
     l.self = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
   FILE *f = fopen("/proc/stat", "r");
-  if (!f)
-    return l;
-  unsigned long long v[8] = {0};
-  /* cpu user nice system idle iowait irq softirq steal */
-  if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-             &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    long hz = sysconf(_SC_CLK_TCK);
-    l.busy = (double)busy / (double)(hz > 0 ? hz : 100);
-    l.ok = 1;
+  if (f) {
+    unsigned long long v[8] = {0};
+    /* cpu user nice system idle iowait irq softirq steal */
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+               &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+      long hz = sysconf(_SC_CLK_TCK);
+      l.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) /
+               (double)(hz > 0 ? hz : 100);
+      l.ok_busy = 1;
+    }
+    fclose(f);
   }
-  fclose(f);
+  l.wall = bench_now(); /* last, so the window covers the reads above */
   return l;
 }
 
-/* Average number of CPUs other processes (and steal) kept busy between a and
- * b; negative when unknown. Resolution: one clock tick (10 ms). */
+/* Average number of this process's threads that were runnable but waiting
+ * for a CPU between a and b (0 on an idle machine; about 1 when another
+ * CPU-bound process shares our two cores with a 2-thread row); negative when
+ * unknown. */
+static inline double bench_load_wait(bench_load a, bench_load b)
+{
+  if (!a.ok_wait || !b.ok_wait || b.wall <= a.wall)
+    return -1.0;
+  double w = b.wait - a.wait;
+  return (w > 0.0 ? w : 0.0) / (b.wall - a.wall);
+}
+
+/* Average number of CPUs kept busy by other processes between a and b;
+ * negative when unknown. /proc/stat counts whole clock ticks, so use it only
+ * over windows of seconds. */
 static inline double bench_load_foreign(bench_load a, bench_load b)
 {
-  if (!a.ok || !b.ok || b.wall <= a.wall)
+  if (!a.ok_busy || !b.ok_busy || b.wall <= a.wall)
     return -1.0;
   double other = (b.busy - a.busy) - (b.self - a.self);
-  if (other < 0.0)
-    other = 0.0;
-  return other / (b.wall - a.wall);
+  return (other > 0.0 ? other : 0.0) / (b.wall - a.wall);
 }
 
 /* ---- machine ------------------------------------------------------------ */
