@@ -452,6 +452,53 @@ static void test_nonfinite_loss_is_inert(void **state)
   }
 }
 
+/* Per-worker mode: one term per record, coefficient lr_t * v / n, in record
+ * order, with the step's decay (docs/log-format.md §4). */
+static void test_per_worker_terms(void **state)
+{
+  (void)state;
+  const size_t n = 3000;
+  zo_config cfg;
+  zo_state st;
+  zo_err err;
+  zo_config_defaults(&cfg);
+  cfg.seed = 21;
+  cfg.workers = 2;
+  cfg.directions = 2;
+  cfg.codec = ZO_CODEC_NONE;
+  cfg.lr = 0.03;
+  cfg.weight_decay = 0.5;
+  cfg.schedule.kind = ZO_SCHED_LINEAR;
+  cfg.schedule.total = 10;
+  float *x0 = malloc(n * sizeof *x0), *ref = malloc(n * sizeof *ref);
+  for (size_t i = 0; i < n; i++)
+    x0[i] = ref[i] = (float)i * 1e-3f;
+  assert_int_equal(zo_state_init(&st, &cfg, x0, n, &err), 0);
+  zo_record rec[3];
+  float v[3] = {2.0f, -1.0f, 0.5f};
+  uint16_t slot[3] = {0, 1, 1}, dir[3] = {1, 0, 1};
+  memset(rec, 0, sizeof rec);
+  for (int r = 0; r < 3; r++) {
+    rec[r].slot = slot[r];
+    rec[r].dir = dir[r];
+    memcpy(rec[r].payload, &v[r], 4);
+  }
+  for (uint32_t t = 0; t < 2; t++) { /* two steps: the schedule moves lr */
+    assert_int_equal(zo_spsa_apply(&cfg, &st, rec, 3, 2, &err), 0);
+    double lr_t = 0.03 * (1.0 - t / 10.0);
+    zo_term terms[3];
+    for (int r = 0; r < 3; r++) {
+      terms[r].stream = rng_make(21, t, RNG_PERTURB, slot[r], dir[r]);
+      terms[r].coef = (float)(lr_t * v[r] / 3.0);
+    }
+    zo_update(ref, n, RNG_GAUSSIAN, terms, 3, (float)(1.0 - lr_t * 0.5), 1);
+    assert_memory_equal(st.theta, ref, n * sizeof *ref);
+  }
+  zo_state_free(&st);
+  free(x0);
+  free(ref);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -459,6 +506,7 @@ int main(void)
       cmocka_unit_test(test_virtual_workers_equal_separate),
       cmocka_unit_test(test_replay_equals_live),
       cmocka_unit_test(test_update_matches_formula),
+      cmocka_unit_test(test_per_worker_terms),
       cmocka_unit_test(test_shared_mode_aggregates),
       cmocka_unit_test(test_pool_mode),
       cmocka_unit_test(test_schedules),
