@@ -191,16 +191,14 @@ static rng_kernel pick(enum rng_dist dist)
 
 /* ---- ranges ------------------------------------------------------------ */
 
-/* A partial chunk: generate it whole into a scratch buffer, use a slice. */
+/* A partial chunk: generate it whole into a scratch buffer (with the active
+ * path; all paths give the same bits), use a slice. */
 static void partial(enum rng_dist dist, const rng_stream *s, uint64_t chunk,
                     size_t off, size_t len, float a, const float *src,
                     float *dst)
 {
   float z[RNG_RCHUNK];
-  if (dist == RNG_GAUSSIAN)
-    rng_gauss_chunks_scalar(s, chunk, 1, 1.0f, NULL, z);
-  else
-    rng_rade_chunks_scalar(s, chunk, 1, 1.0f, NULL, z);
+  pick(dist)(s, chunk, 1, 1.0f, NULL, z);
   /* 1.0f * z == z exactly, so this equals the whole-chunk kernels. */
   for (size_t k = 0; k < len; k++)
     put(dst, src, k, a, z[off + k]);
