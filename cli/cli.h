@@ -29,5 +29,7 @@ double cli_now(void);
 int cmd_optimize(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
+int cmd_init_model(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

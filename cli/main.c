@@ -13,6 +13,8 @@ static const struct {
     {"optimize", cmd_optimize, "optimise a black-box test function with SPSA"},
     {"replay", cmd_replay, "rebuild a run's final state from its log and check it"},
     {"hash", cmd_hash, "print the SHA-256 of a run's final parameters"},
+    {"init-model", cmd_init_model, "write a randomly initialised GGUF model"},
+    {"info", cmd_info, "describe a GGUF model"},
 };
 
 static void usage(FILE *f)

@@ -18,7 +18,7 @@ no() { fail=$((fail + 1)); echo "not ok - $1"; [ $# -gt 1 ] && echo "#   $2"; }
 
 want_g=$(sed -n 's/.*EXPECT_GAUSSIAN_SHA256 "\([0-9a-f]*\)".*/\1/p' "$S/tests/expected.h")
 want_r=$(sed -n 's/.*EXPECT_RADEMACHER_SHA256 "\([0-9a-f]*\)".*/\1/p' "$S/tests/expected.h")
-DEPS=$(pkg-config --cflags --libs jansson libcrypto zlib)
+DEPS="$(pkg-config --cflags --libs jansson libcrypto zlib libpcre2-8) -lblis"
 BASE="-std=c11 -ffp-contract=off -fopenmp -D_POSIX_C_SOURCE=200809L -I$S -I$top_builddir"
 
 compilers=""
@@ -66,7 +66,7 @@ for cc in $compilers; do
     name="$cc $opt"
     exe="$T/zotune"
     if ! $cc $BASE $opt -DPACKAGE_VERSION='"test"' -include "$top_builddir/config.h" \
-      "$S"/rng/*.c "$S"/zo/*.c "$S"/cli/*.c -o "$exe" $DEPS -lm 2>"$T/cc.err"; then
+      "$S"/rng/*.c "$S"/zo/*.c "$S"/model/*.c "$S"/cli/*.c -o "$exe" $DEPS -lm 2>"$T/cc.err"; then
       no "$name: compile zotune" "$(head -5 "$T/cc.err")"
       continue
     fi

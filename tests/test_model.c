@@ -1,0 +1,309 @@
+/* model: forward passes against the independent PyTorch reference
+ * (tests/reference/, fixtures in tests/fixtures/): logits at chosen
+ * positions and both losses, for GPT-2 tied (F32), GPT-2 untied (F16), Llama
+ * with GQA (interleaved RoPE) and Qwen2 with q/k/v bias (half-split RoPE,
+ * BF16); plus layout, bad-file and thread-count checks. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/gguf.h"
+#include "model/load.h"
+
+static char fixdir[4096];
+
+static void fixture_path(char *buf, size_t n, const char *name)
+{
+  snprintf(buf, n, "%s/%s", fixdir, name);
+}
+
+/* Tolerance rule of the fixtures: |got - want| <= tol * max(1, |want|). */
+static int close_enough(double got, double want, double tol)
+{
+  return fabs(got - want) <= tol * fmax(1.0, fabs(want));
+}
+
+typedef struct fx {
+  json_t *doc;
+  model *m;
+  int B, T;
+  int32_t *tokens;
+  int *len;
+  uint8_t *target; /* completion: position t counts when token t+1 is completion */
+} fx;
+
+static void fx_load(fx *f, const char *name)
+{
+  char path[4200];
+  model_err err = {0, ""};
+  json_error_t je;
+  memset(f, 0, sizeof *f);
+  fixture_path(path, sizeof path, name);
+  f->doc = json_load_file(path, 0, &je);
+  if (!f->doc)
+    fail_msg("%s: %s", path, je.text);
+  fixture_path(path, sizeof path, json_string_value(json_object_get(f->doc, "model")));
+  if (model_load_gguf(path, &f->m, &err) != 0)
+    fail_msg("%s", err.msg);
+  json_t *batch = json_object_get(f->doc, "batch");
+  json_t *mask = json_object_get(f->doc, "completion_mask");
+  f->B = (int)json_array_size(batch);
+  for (int s = 0; s < f->B; s++)
+    if ((int)json_array_size(json_array_get(batch, s)) > f->T)
+      f->T = (int)json_array_size(json_array_get(batch, s));
+  f->tokens = calloc((size_t)f->B * f->T, sizeof *f->tokens);
+  f->len = calloc((size_t)f->B, sizeof *f->len);
+  f->target = calloc((size_t)f->B * f->T, 1);
+  for (int s = 0; s < f->B; s++) {
+    json_t *seq = json_array_get(batch, s), *ms = json_array_get(mask, s);
+    f->len[s] = (int)json_array_size(seq);
+    for (int t = 0; t < f->len[s]; t++) {
+      f->tokens[(size_t)s * f->T + t] = (int32_t)json_integer_value(json_array_get(seq, t));
+      if (t + 1 < f->len[s])
+        f->target[(size_t)s * f->T + t] =
+            (uint8_t)json_integer_value(json_array_get(ms, t + 1));
+    }
+  }
+}
+
+static void fx_free(fx *f)
+{
+  json_decref(f->doc);
+  model_free(f->m);
+  free(f->tokens);
+  free(f->len);
+  free(f->target);
+}
+
+static void check_fixture(const char *name, int threads)
+{
+  fx f;
+  model_err err = {0, ""};
+  model_ws *ws;
+  fx_load(&f, name);
+  const double tol = json_real_value(json_object_get(f.doc, "tolerance"));
+  json_t *cfg = json_object_get(f.doc, "config");
+  assert_int_equal(f.m->cfg.n_layer, json_integer_value(json_object_get(cfg, "n_layer")));
+  assert_int_equal(f.m->cfg.n_kv_head, json_integer_value(json_object_get(cfg, "n_kv_head")));
+  assert_int_equal(f.m->cfg.n_vocab, json_integer_value(json_object_get(cfg, "n_vocab")));
+  assert_int_equal(f.m->cfg.tied, json_is_true(json_object_get(cfg, "tied_embeddings")));
+  model_set_threads(threads);
+  assert_int_equal(model_ws_new(f.m, f.B, f.T, &ws, &err), 0);
+  model_view v = model_plain_view(f.m);
+  model_batch b = {f.B, f.T, f.tokens, f.len, NULL};
+  assert_int_equal(model_forward(f.m, &v, &b, ws, &err), 0);
+
+  float *lg = malloc((size_t)f.m->cfg.n_vocab * sizeof *lg);
+  json_t *logits = json_object_get(f.doc, "logits");
+  int checked = 0;
+  for (int s = 0; s < f.B; s++) {
+    json_t *entries = json_array_get(logits, s);
+    for (size_t e = 0; e < json_array_size(entries); e++) {
+      json_t *ent = json_array_get(entries, e);
+      int pos = (int)json_integer_value(json_array_get(ent, 0));
+      json_t *want = json_array_get(ent, 1);
+      assert_int_equal(model_logits_at(f.m, &v, ws, s, pos, lg, &err), 0);
+      for (int j = 0; j < f.m->cfg.n_vocab; j++) {
+        double w = json_number_value(json_array_get(want, (size_t)j));
+        if (!close_enough(lg[j], w, tol))
+          fail_msg("%s: sequence %d position %d logit %d: got %.8g want %.8g", name, s, pos, j,
+                   (double)lg[j], w);
+        checked++;
+      }
+    }
+  }
+  assert_true(checked >= f.B * 3 * f.m->cfg.n_vocab);
+
+  double sum;
+  long count;
+  json_t *counts = json_object_get(f.doc, "loss_counts");
+  assert_int_equal(model_loss(f.m, &v, &b, ws, &sum, &count, &err), 0);
+  assert_int_equal(count, json_integer_value(json_object_get(counts, "all")));
+  double want = json_number_value(json_object_get(f.doc, "loss_all"));
+  if (!close_enough(sum / count, want, tol))
+    fail_msg("%s: loss_all %.10g, want %.10g", name, sum / count, want);
+  b.target = f.target;
+  assert_int_equal(model_loss(f.m, &v, &b, ws, &sum, &count, &err), 0);
+  assert_int_equal(count, json_integer_value(json_object_get(counts, "completion")));
+  want = json_number_value(json_object_get(f.doc, "loss_completion"));
+  if (!close_enough(sum / count, want, tol))
+    fail_msg("%s: loss_completion %.10g, want %.10g", name, sum / count, want);
+
+  /* The byte tokenizer from the file encodes the fixture's strings exactly. */
+  json_t *cases = json_object_get(json_object_get(f.doc, "tokenizer"), "cases");
+  assert_non_null(f.m->tok);
+  for (size_t k = 0; k < json_array_size(cases); k++) {
+    json_t *c = json_array_get(cases, k), *bytes = json_object_get(c, "bytes");
+    json_t *ids = json_object_get(c, "ids");
+    size_t n = json_array_size(bytes), got_n;
+    char *text = malloc(n + 1);
+    int32_t *got;
+    for (size_t i = 0; i < n; i++)
+      text[i] = (char)json_integer_value(json_array_get(bytes, i));
+    /* The fixture's ids start with BOS when add_bos; the text's ids follow. */
+    size_t skip = json_is_true(json_object_get(c, "add_bos")) ? 1 : 0;
+    if (skip)
+      assert_int_equal(json_integer_value(json_array_get(ids, 0)), tok_bos(f.m->tok));
+    assert_int_equal(tok_encode(f.m->tok, text, n, 0, &got, &got_n, &err), 0);
+    assert_int_equal(got_n + skip, json_array_size(ids));
+    for (size_t i = 0; i < got_n; i++)
+      assert_int_equal(got[i], json_integer_value(json_array_get(ids, i + skip)));
+    free(got);
+    free(text);
+  }
+  free(lg);
+  model_ws_free(ws);
+  fx_free(&f);
+  model_set_threads(1);
+}
+
+static void test_gpt2_tied_f32(void **state)
+{
+  (void)state;
+  check_fixture("gpt2_tied_f32.expected.json", 1);
+}
+
+static void test_gpt2_untied_f16(void **state)
+{
+  (void)state;
+  check_fixture("gpt2_untied_f16.expected.json", 1);
+}
+
+static void test_llama_gqa_f32(void **state)
+{
+  (void)state;
+  check_fixture("llama_gqa_f32.expected.json", 1);
+}
+
+static void test_qwen2_bias_bf16(void **state)
+{
+  (void)state;
+  check_fixture("qwen2_bias_bf16.expected.json", 1);
+}
+
+static void test_two_threads(void **state)
+{
+  (void)state;
+  check_fixture("llama_gqa_f32.expected.json", 2);
+  check_fixture("gpt2_tied_f32.expected.json", 2);
+}
+
+/* Padding does not leak into real positions: a longer pad changes nothing. */
+static void test_padding_is_inert(void **state)
+{
+  (void)state;
+  fx f;
+  model_err err = {0, ""};
+  model_ws *a, *b2;
+  fx_load(&f, "llama_gqa_f32.expected.json");
+  int T2 = f.T + 5;
+  int32_t *tok2 = calloc((size_t)f.B * T2, sizeof *tok2);
+  for (int s = 0; s < f.B; s++)
+    for (int t = 0; t < T2; t++)
+      tok2[(size_t)s * T2 + t] = t < f.len[s] ? f.tokens[(size_t)s * f.T + t] : 77;
+  assert_int_equal(model_ws_new(f.m, f.B, f.T, &a, &err), 0);
+  assert_int_equal(model_ws_new(f.m, f.B, T2, &b2, &err), 0);
+  model_view v = model_plain_view(f.m);
+  model_batch ba = {f.B, f.T, f.tokens, f.len, NULL}, bb = {f.B, T2, tok2, f.len, NULL};
+  assert_int_equal(model_forward(f.m, &v, &ba, a, &err), 0);
+  assert_int_equal(model_forward(f.m, &v, &bb, b2, &err), 0);
+  float *x = malloc((size_t)f.m->cfg.n_vocab * sizeof *x);
+  float *y = malloc((size_t)f.m->cfg.n_vocab * sizeof *y);
+  for (int s = 0; s < f.B; s++) {
+    assert_int_equal(model_logits_at(f.m, &v, a, s, f.len[s] - 1, x, &err), 0);
+    assert_int_equal(model_logits_at(f.m, &v, b2, s, f.len[s] - 1, y, &err), 0);
+    for (int j = 0; j < f.m->cfg.n_vocab; j++)
+      assert_true(close_enough(x[j], y[j], 1e-5));
+  }
+  free(x);
+  free(y);
+  free(tok2);
+  model_ws_free(a);
+  model_ws_free(b2);
+  fx_free(&f);
+}
+
+/* A model written by model_save_gguf reads back with the same parameters
+ * (F32 exactly; BF16 to bf16 rounding). */
+static void test_save_load_round_trip(void **state)
+{
+  (void)state;
+  fx f;
+  model_err err = {0, ""};
+  char dir[] = "/tmp/zotune-test-model-XXXXXX", path[128];
+  tok_spec spec;
+  assert_non_null(mkdtemp(dir));
+  fx_load(&f, "qwen2_bias_bf16.expected.json");
+  tok_get_spec(f.m->tok, &spec);
+  for (int k = 0; k < 2; k++) {
+    model *m2;
+    snprintf(path, sizeof path, "%s/m%d.gguf", dir, k);
+    assert_int_equal(model_save_gguf(f.m, &spec, path, k ? GGML_BF16 : GGML_F32, &err), 0);
+    assert_int_equal(model_load_gguf(path, &m2, &err), 0);
+    assert_int_equal(m2->n_params, f.m->n_params);
+    assert_int_equal(m2->cfg.rope, f.m->cfg.rope);
+    assert_int_equal(m2->cfg.qkv_bias, 1);
+    /* The fixture's matrices already are bf16 values: both round trips are exact. */
+    assert_memory_equal(m2->params, f.m->params, f.m->n_params * sizeof(float));
+    assert_int_equal(tok_n_vocab(m2->tok), tok_n_vocab(f.m->tok));
+    model_free(m2);
+    unlink(path);
+  }
+  rmdir(dir);
+  fx_free(&f);
+}
+
+/* Files that do not fit fail with the file and the tensor or key named. */
+static void test_bad_models(void **state)
+{
+  (void)state;
+  model_err err = {0, ""};
+  model *m = NULL;
+  char path[4200];
+  assert_int_equal(model_load_gguf("/nonexistent/zotune.gguf", &m, &err), MODEL_ENOENT);
+  fixture_path(path, sizeof path, "gpt2_tied_f32.expected.json");
+  assert_int_not_equal(model_load_gguf(path, &m, &err), 0); /* JSON, not GGUF */
+  assert_non_null(strstr(err.msg, "expected.json"));
+  assert_null(m);
+}
+
+static void test_batch_errors(void **state)
+{
+  (void)state;
+  fx f;
+  model_err err = {0, ""};
+  model_ws *ws;
+  fx_load(&f, "gpt2_tied_f32.expected.json");
+  assert_int_equal(model_ws_new(f.m, f.B, f.m->cfg.n_ctx + 1, &ws, &err), MODEL_EINVAL);
+  assert_int_equal(model_ws_new(f.m, f.B, f.T, &ws, &err), 0);
+  model_view v = model_plain_view(f.m);
+  f.tokens[1] = f.m->cfg.n_vocab; /* out of the vocabulary */
+  model_batch b = {f.B, f.T, f.tokens, f.len, NULL};
+  assert_int_equal(model_forward(f.m, &v, &b, ws, &err), MODEL_EINVAL);
+  assert_non_null(strstr(err.msg, "position 1"));
+  model_ws_free(ws);
+  fx_free(&f);
+}
+
+int main(void)
+{
+  const char *top = getenv("top_srcdir");
+  snprintf(fixdir, sizeof fixdir, "%s/tests/fixtures", top ? top : ".");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gpt2_tied_f32),     cmocka_unit_test(test_gpt2_untied_f16),
+      cmocka_unit_test(test_llama_gqa_f32),     cmocka_unit_test(test_qwen2_bias_bf16),
+      cmocka_unit_test(test_two_threads),       cmocka_unit_test(test_padding_is_inert),
+      cmocka_unit_test(test_save_load_round_trip), cmocka_unit_test(test_bad_models),
+      cmocka_unit_test(test_batch_errors),
+  };
+  return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
