@@ -31,5 +31,7 @@ int cmd_replay(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

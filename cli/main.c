@@ -15,6 +15,8 @@ static const struct {
     {"hash", cmd_hash, "print the SHA-256 of a run's final parameters"},
     {"init-model", cmd_init_model, "write a randomly initialised GGUF model"},
     {"info", cmd_info, "describe a GGUF model"},
+    {"eval", cmd_eval, "evaluate a model on a JSONL file (loss, accuracy)"},
+    {"generate", cmd_generate, "continue a prompt with a model"},
 };
 
 static void usage(FILE *f)

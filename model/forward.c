@@ -17,6 +17,7 @@
 
 struct model_ws {
   int B, T;
+  int cur_T; /* T of the batch the last model_forward ran */
   float *x;     /* (B*T, dim) residual stream */
   float *xb;    /* (B*T, dim) normed input of a sublayer */
   float *qkv;   /* (B*T, dim + 2*kv_dim) */
@@ -263,6 +264,7 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
   int rv = check_batch(m, b, ws, err);
   if (rv != 0)
     return rv;
+  ws->cur_T = T;
 
   /* Embeddings: one row of the token table per position (padding included,
    * as token 0: padded rows never reach a real position). */
@@ -325,9 +327,9 @@ int model_logits_at(const model *m, const model_view *v, const model_ws *ws, int
                     float *out, model_err *err)
 {
   const int d = m->cfg.n_embd, V = m->cfg.n_vocab;
-  if (s < 0 || s >= ws->B || t < 0 || t >= ws->T)
+  if (s < 0 || s >= ws->B || t < 0 || t >= ws->cur_T)
     return model_fail(err, MODEL_EINVAL, "position (%d, %d) outside the batch", s, t);
-  const float *h = ws->hidden + ((size_t)s * ws->T + t) * d;
+  const float *h = ws->hidden + ((size_t)s * ws->cur_T + t) * d;
   for (int v0 = 0; v0 < V; v0 += VOCAB_CHUNK) {
     int n = V - v0 < VOCAB_CHUNK ? V - v0 : VOCAB_CHUNK;
     const float *w = v->get(v->ctx, m->output, (size_t)v0 * d, (size_t)n * d);
@@ -336,17 +338,19 @@ int model_logits_at(const model *m, const model_view *v, const model_ws *ws, int
   return 0;
 }
 
-int model_loss(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
-               double *sum, long *count, model_err *err)
+/* Cross-entropy per counted row; row r belongs to sequence seq[r]. */
+static int loss_rows(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
+                     double *seq_sum, long *seq_count, model_err *err)
 {
   const int d = m->cfg.n_embd, V = m->cfg.n_vocab, T = b->T;
-  (void)err;
   /* Gather the counted rows of the hidden states into ws->xb. */
   int n = 0;
+  int *seq = malloc((size_t)b->B * T * sizeof *seq);
   int *target = malloc((size_t)b->B * T * sizeof *target);
   float *mx = malloc((size_t)b->B * T * sizeof *mx), *se = malloc((size_t)b->B * T * sizeof *se);
   float *tl = malloc((size_t)b->B * T * sizeof *tl);
-  if (!target || !mx || !se || !tl) {
+  if (!seq || !target || !mx || !se || !tl) {
+    free(seq);
     free(target);
     free(mx);
     free(se);
@@ -358,6 +362,7 @@ int model_loss(const model *m, const model_view *v, const model_batch *b, model_
       if (b->target && !b->target[(size_t)s * T + t])
         continue;
       memcpy(ws->xb + (size_t)n * d, ws->hidden + ((size_t)s * T + t) * d, (size_t)d * sizeof(float));
+      seq[n] = s;
       target[n++] = b->tokens[(size_t)s * T + t + 1];
     }
   }
@@ -388,14 +393,54 @@ int model_loss(const model *m, const model_view *v, const model_batch *b, model_
       }
     }
   }
-  double total = 0.0;
-  for (int r = 0; r < n; r++)
-    total += (double)mx[r] + log((double)se[r]) - (double)tl[r];
-  *sum = total;
-  *count = n;
+  for (int s = 0; s < b->B; s++) {
+    seq_sum[s] = 0.0;
+    seq_count[s] = 0;
+  }
+  for (int r = 0; r < n; r++) {
+    seq_sum[seq[r]] += (double)mx[r] + log((double)se[r]) - (double)tl[r];
+    seq_count[seq[r]]++;
+  }
+  free(seq);
   free(target);
   free(mx);
   free(se);
   free(tl);
   return 0;
+}
+
+int model_loss_seq(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
+                   double *seq_sum, long *seq_count, model_err *err)
+{
+  return loss_rows(m, v, b, ws, seq_sum, seq_count, err);
+}
+
+int model_loss(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
+               double *sum, long *count, model_err *err)
+{
+  double *ss = malloc((size_t)b->B * sizeof *ss);
+  long *sc = malloc((size_t)b->B * sizeof *sc);
+  int rv = !ss || !sc ? model_fail(err, MODEL_ENOMEM, "out of memory")
+                      : loss_rows(m, v, b, ws, ss, sc, err);
+  if (rv == 0) {
+    *sum = 0.0;
+    *count = 0;
+    for (int s = 0; s < b->B; s++) {
+      *sum += ss[s];
+      *count += sc[s];
+    }
+  }
+  free(ss);
+  free(sc);
+  return rv;
+}
+
+size_t model_max_slice(const model *m)
+{
+  size_t d = (size_t)m->cfg.n_embd, chunk = (size_t)VOCAB_CHUNK;
+  size_t mx = (m->cfg.n_vocab < VOCAB_CHUNK ? (size_t)m->cfg.n_vocab : chunk) * d;
+  for (int i = 0; i < m->n_tensors; i++)
+    if (i != m->tok_embd && i != m->output && i != m->pos_embd && m->tensors[i].n > mx)
+      mx = m->tensors[i].n;
+  return mx;
 }

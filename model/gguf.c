@@ -24,8 +24,8 @@ static const struct {
   const char *name;
   uint32_t block, bytes;
 } ggml_types[] = {
-    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},   {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},
+    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},    {3, "Q4_1", 32, 20},
+    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},    {9, "Q8_1", 32, 36},
     {10, "Q2_K", 256, 84},  {11, "Q3_K", 256, 110}, {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
     {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {24, "I8", 1, 1},       {25, "I16", 1, 2},
     {26, "I32", 1, 4},      {27, "I64", 1, 8},      {28, "F64", 1, 8},      {30, "BF16", 1, 2},
@@ -51,7 +51,7 @@ int gguf_type_size(uint32_t type, uint32_t *block, uint32_t *bytes)
   return -1;
 }
 
-static const char *const vtype_names[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
+static const char *const vtype_names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                           "bool", "string", "array", "u64", "i64", "f64"};
 /* Bytes of a fixed-size value; 0 for string and array. */
 static const uint8_t vtype_size[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -163,19 +163,34 @@ static int load_int(uint32_t t, const uint8_t *p, int64_t *out)
 {
   switch (t) {
   case GGUF_U8:
-  case GGUF_BOOL: *out = p[0]; return 0;
-  case GGUF_I8: *out = (int8_t)p[0]; return 0;
-  case GGUF_U16: *out = get16(p); return 0;
-  case GGUF_I16: *out = (int16_t)get16(p); return 0;
-  case GGUF_U32: *out = get32(p); return 0;
-  case GGUF_I32: *out = (int32_t)get32(p); return 0;
-  case GGUF_I64: *out = (int64_t)get64(p); return 0;
+  case GGUF_BOOL:
+    *out = p[0];
+    return 0;
+  case GGUF_I8:
+    *out = (int8_t)p[0];
+    return 0;
+  case GGUF_U16:
+    *out = get16(p);
+    return 0;
+  case GGUF_I16:
+    *out = (int16_t)get16(p);
+    return 0;
+  case GGUF_U32:
+    *out = get32(p);
+    return 0;
+  case GGUF_I32:
+    *out = (int32_t)get32(p);
+    return 0;
+  case GGUF_I64:
+    *out = (int64_t)get64(p);
+    return 0;
   case GGUF_U64:
     if (get64(p) > (uint64_t)INT64_MAX)
       return -1;
     *out = (int64_t)get64(p);
     return 0;
-  default: return -1;
+  default:
+    return -1;
   }
 }
 
@@ -609,8 +624,10 @@ static int check_layout(rd *r, gguf *g)
                    (unsigned long long)b->t.offset, a->t.name, (unsigned long long)a->t.offset,
                    (unsigned long long)a->t.n_bytes);
       }
-      if (s[k].end < s[k - 1].end) /* keep the furthest end in s[k] */
-        s[k].end = s[k - 1].end, s[k].i = s[k - 1].i;
+      if (s[k].end < s[k - 1].end) { /* carry the furthest end so far */
+        s[k].end = s[k - 1].end;
+        s[k].i = s[k - 1].i;
+      }
     }
   }
   free(s);
@@ -658,8 +675,7 @@ static int read_alignment(rd *r, gguf *g)
     return 0;
   snprintf(r->ctx, sizeof r->ctx, "key 'general.alignment' (byte %zu)", kv->at);
   if (!is_int_type(kv->type))
-    return rfail(r, MODEL_ECORRUPT, "has type %s, expected an integer",
-                 gguf_vtype_name(kv->type));
+    return rfail(r, MODEL_ECORRUPT, "has type %s, expected an integer", gguf_vtype_name(kv->type));
   int64_t v;
   if (load_int(kv->type, kv->val, &v) != 0)
     return rfail(r, MODEL_ECORRUPT, "alignment %llu is not a power of two >= 8",
@@ -685,8 +701,9 @@ static int parse(gguf *g, model_err *err)
   if (rc < 0)
     return model_fail(err, MODEL_ENOMEM, "%s: out of memory", g->label);
   if (rc > 0)
-    return model_fail(err, MODEL_ECORRUPT, "%s: duplicate key '%.64s' at byte %zu (first at byte %zu)",
-                      g->label, g->kv[dup].key, g->kv[dup].at, g->kv[first].at);
+    return model_fail(err, MODEL_ECORRUPT,
+                      "%s: duplicate key '%.64s' at byte %zu (first at byte %zu)", g->label,
+                      g->kv[dup].key, g->kv[dup].at, g->kv[first].at);
   if ((rc = read_alignment(&r, g)) != 0)
     return rc;
   for (uint64_t i = 0; i < n_t; i++)
@@ -952,10 +969,9 @@ static int arr_elem(const gguf *g, const char *key, uint64_t i, const gguf_kv **
   return 0;
 }
 
-/* The first element of a fixed-size array: right after its header. */
-static const uint8_t *arr_at(const gguf *g, const gguf_kv *kv, uint64_t i)
+/* Element i of an array of fixed-size values. */
+static const uint8_t *arr_at(const gguf_kv *kv, uint64_t i)
 {
-  (void)g;
   return kv->val + i * vtype_size[kv->elem];
 }
 
@@ -981,7 +997,7 @@ int gguf_arr_float(const gguf *g, const char *key, uint64_t i, double *out, mode
   if (rc != 0)
     return rc;
   if (kv->elem == GGUF_STRING || kv->elem == GGUF_ARRAY ||
-      load_float(kv->elem, arr_at(g, kv, i), out) != 0)
+      load_float(kv->elem, arr_at(kv, i), out) != 0)
     return bad_type(g, kv, "array of numbers", err);
   return 0;
 }
@@ -994,7 +1010,7 @@ int gguf_arr_int(const gguf *g, const char *key, uint64_t i, int64_t *out, model
     return rc;
   if (kv->elem == GGUF_STRING || kv->elem == GGUF_ARRAY)
     return bad_type(g, kv, "array of integers", err);
-  if (load_int(kv->elem, arr_at(g, kv, i), out) != 0) {
+  if (load_int(kv->elem, arr_at(kv, i), out) != 0) {
     if (kv->elem == GGUF_U64)
       return model_fail(err, MODEL_ECORRUPT,
                         "%s: key '%s' (byte %zu): element %llu does not fit int64", g->label,
@@ -1340,7 +1356,9 @@ static void out_kv(out *o, const wkv *v)
     out_put(o, &b, 1);
     break;
   }
-  case GGUF_STRING: out_str(o, v->str); break;
+  case GGUF_STRING:
+    out_str(o, v->str);
+    break;
   case GGUF_ARRAY:
     out_u32(o, v->elem);
     out_u64(o, v->n);
@@ -1351,7 +1369,9 @@ static void out_kv(out *o, const wkv *v)
         out_u32(o, ((const uint32_t *)v->arr)[i]);
     }
     break;
-  default: out_u32(o, v->scalar); break;
+  default:
+    out_u32(o, v->scalar);
+    break;
   }
 }
 
@@ -1420,8 +1440,10 @@ static int sync_dir(const char *path)
   char *slash = strrchr(dir, '/');
   if (!slash)
     strcpy(dir, ".");
+  else if (slash == dir)
+    dir[1] = '\0'; /* the root */
   else
-    slash[slash == dir] = '\0';
+    *slash = '\0';
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   free(dir);
   if (fd < 0)
@@ -1434,10 +1456,12 @@ static int sync_dir(const char *path)
 
 int gguf_writer_write(gguf_writer *w, const char *path, model_err *err)
 {
+  if (!w || !path)
+    return model_fail(err, MODEL_EINVAL, "gguf_writer_write: NULL writer or path");
   uint64_t align = writer_alignment(w), off = 0;
   if (align == 0)
-    return model_fail(err, MODEL_EINVAL,
-                      "%s: general.alignment must be a u32 power of two >= 8", path);
+    return model_fail(err, MODEL_EINVAL, "%s: general.alignment must be a u32 power of two >= 8",
+                      path);
   for (size_t i = 0; i < w->n_t; i++) {
     w->t[i].offset = off;
     off += w->t[i].n_bytes;
@@ -1448,8 +1472,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, model_err *err)
   if (fd < 0) {
     int e = errno;
     free(tmp);
-    return model_fail(err, MODEL_EIO, "%s: cannot create a temporary file: %s", path,
-                      strerror(e));
+    return model_fail(err, MODEL_EIO, "%s: cannot create a temporary file: %s", path, strerror(e));
   }
   out *o = malloc(sizeof *o);
   if (!o) {

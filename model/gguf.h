@@ -47,15 +47,15 @@ enum ggml_dtype { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_BF16 = 30 };
 typedef struct gguf gguf;
 
 typedef struct gguf_tensor {
-  const char *name;   /* NUL-terminated copy owned by the gguf */
-  uint32_t n_dims;    /* 1..4 */
-  uint64_t dims[4];   /* ggml order: dims[0] is the contiguous row length (reversed vs
-                         PyTorch); dims[n_dims..3] are 1 */
-  uint32_t type;      /* ggml type id (enum ggml_dtype or another known type) */
-  uint64_t n_elems;   /* product of dims */
-  uint64_t n_bytes;   /* size of the data */
-  uint64_t offset;    /* relative to the data section; a multiple of the alignment */
-  const void *data;   /* points into the mapping; n_bytes readable bytes */
+  const char *name; /* NUL-terminated copy owned by the gguf */
+  uint32_t n_dims;  /* 1..4 */
+  uint64_t dims[4]; /* ggml order: dims[0] is the contiguous row length (reversed vs
+                       PyTorch); dims[n_dims..3] are 1 */
+  uint32_t type;    /* ggml type id (enum ggml_dtype or another known type) */
+  uint64_t n_elems; /* product of dims */
+  uint64_t n_bytes; /* size of the data */
+  uint64_t offset;  /* relative to the data section; a multiple of the alignment */
+  const void *data; /* points into the mapping; n_bytes readable bytes */
 } gguf_tensor;
 
 /* Maps path read-only and validates the whole container (not the tensor
@@ -86,9 +86,11 @@ int gguf_key_type(const gguf *g, const char *key);
 
 /* Typed getters: MODEL_ENOENT if the key is absent, MODEL_ECORRUPT if of an
  * incompatible type (the message names key and types), MODEL_EINVAL for an
- * array index out of range. */
-int gguf_get_int(const gguf *g, const char *key, int64_t *out, model_err *err);  /* integer, bool */
-int gguf_get_float(const gguf *g, const char *key, double *out, model_err *err); /* float, integer */
+ * array index out of range. gguf_get_int and gguf_arr_int read any integer
+ * type or bool (a u64 above INT64_MAX is MODEL_ECORRUPT); gguf_get_float and
+ * gguf_arr_float read f32, f64 or any integer type. */
+int gguf_get_int(const gguf *g, const char *key, int64_t *out, model_err *err);
+int gguf_get_float(const gguf *g, const char *key, double *out, model_err *err);
 int gguf_get_bool(const gguf *g, const char *key, int *out, model_err *err);
 int gguf_get_str(const gguf *g, const char *key, const char **s, size_t *len, model_err *err);
 int gguf_get_arr(const gguf *g, const char *key, enum gguf_vtype *elem, uint64_t *count,

@@ -82,8 +82,12 @@ typedef struct model {
 int model_new(const model_config *cfg, model **out, model_err *err);
 void model_free(model *m);
 int model_find_tensor(const model *m, const char *name);
-/* Largest tensor, in elements: the scratch a perturbed view needs. */
+/* Largest tensor, in elements. */
 size_t model_max_tensor(const model *m);
+/* Largest slice the forward pass requests from a view in one get (whole
+ * tensors, except the vocabulary tables, which it reads in row chunks): the
+ * scratch a perturbed view needs per buffer. */
+size_t model_max_slice(const model *m);
 
 /* How the forward pass reads weights: get returns elements
  * [first, first + n) of tensor t. */
@@ -120,5 +124,8 @@ int model_logits_at(const model *m, const model_view *v, const model_ws *ws, int
  * B*T*V logits never exist at once. */
 int model_loss(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
                double *sum, long *count, model_err *err);
+/* The same per sequence: seq_sum[s] and seq_count[s] for s < B. */
+int model_loss_seq(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
+                   double *seq_sum, long *seq_count, model_err *err);
 
 #endif

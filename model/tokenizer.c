@@ -238,7 +238,7 @@ static int32_t lookup_text(const tokenizer *t, const char *s, size_t n)
   return id >= 0 && t->enc[id] ? id : -1;
 }
 
-static const pair_slot *pair_get(const tokenizer *t, int32_t l, int32_t r)
+static pair_slot *pair_get(const tokenizer *t, int32_t l, int32_t r)
 {
   uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
   size_t i = (size_t)hash_u64(key) & t->pair_mask;
@@ -386,12 +386,14 @@ static int resolve_merges(tokenizer *t, int derive_scores, model_err *err)
 {
   size_t cap = pow2_at_least(t->n_merges * 2), maxlen = 0;
   char *cat = NULL;
-  t->pairs = malloc(cap * sizeof *t->pairs);
-  if (!t->pairs)
-    return model_fail(err, MODEL_ENOMEM, "out of memory for %zu merges", t->n_merges);
-  for (size_t i = 0; i < cap; i++)
-    t->pairs[i].key = PAIR_EMPTY;
-  t->pair_mask = cap - 1;
+  if (t->kind == TOK_BPE) {
+    t->pairs = malloc(cap * sizeof *t->pairs);
+    if (!t->pairs)
+      return model_fail(err, MODEL_ENOMEM, "out of memory for %zu merges", t->n_merges);
+    for (size_t i = 0; i < cap; i++)
+      t->pairs[i].key = PAIR_EMPTY;
+    t->pair_mask = cap - 1;
+  }
   for (size_t r = 0; r < t->n_merges; r++)
     if (strlen(t->merges[r]) > maxlen)
       maxlen = strlen(t->merges[r]);
@@ -421,7 +423,7 @@ static int resolve_merges(tokenizer *t, int derive_scores, model_err *err)
     if (derive_scores && isnan(t->scores[res]))
       t->scores[res] = -(float)r;
     if (t->kind == TOK_BPE && t->enc[l] && t->enc[rt] && t->enc[res]) {
-      pair_slot *s = (pair_slot *)pair_get(t, l, rt);
+      pair_slot *s = pair_get(t, l, rt);
       if (s->key == PAIR_EMPTY) /* a repeated pair keeps its first rank */
         *s = (pair_slot){(uint64_t)(uint32_t)l << 32 | (uint32_t)rt, (int32_t)r, res};
     }

@@ -103,8 +103,8 @@ void tok_get_spec(const tokenizer *t, tok_spec *spec);
 /* Encodes text (len bytes: any bytes, including NUL and invalid UTF-8) into
  * *ids (malloc'd, never NULL on success; caller frees), *n ids. add_special:
  * prepend BOS when the tokenizer's add_bos says so. Errors: MODEL_EINVAL when
- * a piece has no token and the vocabulary has no unknown token;
- * MODEL_ENOMEM. */
+ * a piece has no token and the vocabulary has no unknown token, or for text
+ * over 1 GiB (encode it in parts); MODEL_ENOMEM. */
 int tok_encode(const tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
                size_t *n, model_err *err);
 

@@ -25,7 +25,8 @@ enum rng_purpose {
   RNG_ROUND = 5,       /* stochastic rounding of a quantized scalar */
   RNG_CBO_NOISE = 6,   /* CBO particle noise */
   RNG_FZOOS = 7,       /* FZooS random features and sketches */
-  RNG_INIT = 8         /* initial points, LoRA initialisation */
+  RNG_INIT = 8,        /* initial points, LoRA initialisation */
+  RNG_SAMPLE = 9       /* token sampling in generation */
 };
 
 enum rng_dist { RNG_GAUSSIAN = 0, RNG_RADEMACHER = 1, RNG_UNIFORM = 2 };

@@ -151,5 +151,42 @@ check "zotune --help exits 0" test $? -eq 0
 "$Z" frobnicate >/dev/null 2>&1
 check "an unknown command exits 1" test $? -eq 1
 
+# 11. Models: init-model, info, eval, generate.
+"$Z" init-model --arch llama --layers 2 --dim 64 --heads 4 --kv-heads 2 --vocab bytes --ctx 64 \
+  --seed 3 -o "$T/ll.gguf" >"$T/init.out" 2>&1
+check "init-model llama exits 0" test $? -eq 0
+"$Z" info "$T/ll.gguf" --tensors >"$T/info.out" 2>&1
+check "info names the architecture" grep -q "^architecture: llama" "$T/info.out"
+check "info lists tensors with shapes" grep -q "blk.1.attn_k.weight *F32 *\[32, 64\]" "$T/info.out"
+check "info shows the tokenizer" grep -q "^tokenizer: 258 tokens, bos 256, eos 257" "$T/info.out"
+"$Z" init-model --arch gpt2 --layers 1 --dim 32 --heads 2 --vocab bytes --ctx 64 --seed 3 \
+  --dtype f16 -o "$T/g.gguf" >/dev/null 2>&1
+check "info of an f16 gpt2 model" sh -c "'$Z' info '$T/g.gguf' --tensors | grep -q 'token_embd.weight *F16'"
+printf '{"text": "hello world"}\n{"prompt": "2+2=", "completion": "4"}\n' >"$T/d.jsonl"
+printf '{"prompt": "sky: ", "choices": ["blue", "green"], "answer": 0}\n' >>"$T/d.jsonl"
+"$Z" eval --model "$T/ll.gguf" --data "$T/d.jsonl" --json >"$T/eval.json" 2>"$T/err"
+check "eval --json exits 0" test $? -eq 0
+loss=$(json_num "$T/eval.json" loss)
+check "eval of a random model: loss near ln(258) = 5.55 ($loss)" \
+  awk -v l="$loss" 'BEGIN { exit !(l > 5.3 && l < 5.8) }'
+check "eval reports accuracy for choices" grep -q '"accuracy":' "$T/eval.json"
+check "eval counts target tokens (11 + 1 + 4)" test "$(json_num "$T/eval.json" tokens)" = 16
+printf '{"text": "fine"}\n{"text": broken}\n' >"$T/bad.jsonl"
+"$Z" eval --model "$T/ll.gguf" --data "$T/bad.jsonl" >/dev/null 2>"$T/err"
+check "eval of a bad JSONL line exits 1" test $? -eq 1
+check "... naming file and line" grep -q "bad.jsonl:2: invalid JSON" "$T/err"
+printf 'GGUF\003\000\000\000garbage' >"$T/bad.gguf"
+"$Z" eval --model "$T/bad.gguf" --data "$T/d.jsonl" >/dev/null 2>"$T/err"
+check "eval of a corrupt model exits 1 naming it" sh -c "test $? -eq 1 && grep -q bad.gguf '$T/err'"
+"$Z" generate --model "$T/ll.gguf" --prompt "abc" --max-tokens 5 >"$T/gen1" 2>&1
+check "generate (greedy) exits 0" test $? -eq 0
+"$Z" generate --model "$T/ll.gguf" --prompt "abc" --max-tokens 5 --temperature 1 --seed 4 >"$T/gen2" 2>&1
+"$Z" generate --model "$T/ll.gguf" --prompt "abc" --max-tokens 5 --temperature 1 --seed 4 >"$T/gen3" 2>&1
+check "generate with a seed is reproducible" cmp -s "$T/gen2" "$T/gen3"
+for cmd in init-model info eval generate; do
+  "$Z" $cmd --help >"$T/help" 2>&1
+  check "$cmd --help exits 0" test $? -eq 0 -a -s "$T/help"
+done
+
 echo "# cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -296,11 +296,11 @@ static const struct half_case {
 } half_cases[] = {
     {1.0f, 0x3c00, 1.0f, 0x3f80},
     {-2.0f, 0xc000, -2.0f, 0xc000},
-    {0x1.002p0f, 0x3c00, 1.0f, 0x3f80},           /* f16 tie, to even (down) */
-    {0x1.006p0f, 0x3c02, 0x1.008p0f, 0x3f80},     /* f16 tie, to even (up) */
-    {0x1.01p0f, 0x3c04, 0x1.01p0f, 0x3f80},       /* bf16 tie, to even (down) */
-    {0x1.03p0f, 0x3c0c, 0x1.03p0f, 0x3f82},       /* bf16 tie, to even (up) */
-    {65520.0f, 0x7c00, INFINITY, 0x4780},         /* f16 tie between 65504 and overflow */
+    {0x1.002p0f, 0x3c00, 1.0f, 0x3f80},       /* f16 tie, to even (down) */
+    {0x1.006p0f, 0x3c02, 0x1.008p0f, 0x3f80}, /* f16 tie, to even (up) */
+    {0x1.01p0f, 0x3c04, 0x1.01p0f, 0x3f80},   /* bf16 tie, to even (down) */
+    {0x1.03p0f, 0x3c0c, 0x1.03p0f, 0x3f82},   /* bf16 tie, to even (up) */
+    {65520.0f, 0x7c00, INFINITY, 0x4780},     /* f16 tie between 65504 and overflow */
     {65519.0f, 0x7bff, 65504.0f, 0x4780},
     {65504.0f, 0x7bff, 65504.0f, 0x4780},
     {1e6f, 0x7c00, INFINITY, 0x4974},
@@ -310,12 +310,12 @@ static const struct half_case {
     {0x1.ffcp-15f, 0x0400, 0x1p-14f, 0x3880},     /* tie into the smallest normal */
     {0x1.ff8p-15f, 0x03ff, 0x1.ff8p-15f, 0x3880}, /* largest subnormal */
     {1e-10f, 0x0000, 0.0f, 0x2edc},
-    {0x1p-130f, 0x0000, 0.0f, 0x0008},            /* f32 subnormal: bf16 keeps it */
+    {0x1p-130f, 0x0000, 0.0f, 0x0008}, /* f32 subnormal: bf16 keeps it */
     {-0.0f, 0x8000, -0.0f, 0x8000},
     {3.14159274f, 0x4248, 3.140625f, 0x4049},
     {INFINITY, 0x7c00, INFINITY, 0x7f80},
     {-INFINITY, 0xfc00, -INFINITY, 0xff80},
-    {0x1.fffffep127f, 0x7c00, INFINITY, 0x7f80},  /* FLT_MAX rounds to bf16 infinity */
+    {0x1.fffffep127f, 0x7c00, INFINITY, 0x7f80}, /* FLT_MAX rounds to bf16 infinity */
 };
 #define N_HALF (sizeof half_cases / sizeof half_cases[0])
 
@@ -397,8 +397,16 @@ static void test_roundtrip_values(void **state)
   assert_int_equal(gguf_version(g), 3);
   assert_int_equal(gguf_alignment(g), 32);
   assert_int_equal(gguf_n_tensors(g), 0);
-  const char *order[] = {"general.architecture", "a.u32", "a.i32", "a.f32", "a.true",
-                         "a.false", "a.toks", "a.fl", "a.in", "a.empty"};
+  const char *order[] = {"general.architecture",
+                         "a.u32",
+                         "a.i32",
+                         "a.f32",
+                         "a.true",
+                         "a.false",
+                         "a.toks",
+                         "a.fl",
+                         "a.in",
+                         "a.empty"};
   assert_int_equal(gguf_n_keys(g), 10);
   for (size_t i = 0; i < 10; i++)
     assert_string_equal(gguf_key_at(g, i), order[i]);
@@ -512,7 +520,8 @@ static void test_roundtrip_tensors(void **state)
     }
   }
   /* an empty tensor has no data but a place */
-  assert_int_equal(gguf_writer_add_tensor(w, "empty", 2, (const uint64_t[]){0, 3}, GGML_F32, NULL), 0);
+  assert_int_equal(gguf_writer_add_tensor(w, "empty", 2, (const uint64_t[]){0, 3}, GGML_F32, NULL),
+                   0);
   model_err err = {0};
   assert_int_equal(gguf_writer_write(w, f->path, &err), 0);
   gguf_writer_free(w);
@@ -708,8 +717,8 @@ static void test_reader_value_types(void **state)
   struct {
     const char *key;
     int64_t want;
-  } ints[] = {{"v.u8", 200},      {"v.i8", -128},         {"v.u16", 65535},
-              {"v.i16", -32768},  {"v.u64", 1ll << 40},   {"v.i64", INT64_MIN}};
+  } ints[] = {{"v.u8", 200},     {"v.i8", -128},       {"v.u16", 65535},
+              {"v.i16", -32768}, {"v.u64", 1ll << 40}, {"v.i64", INT64_MIN}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     assert_int_equal(gguf_get_int(g, ints[i].key, &iv, &err), 0);
     assert_true(iv == ints[i].want);
@@ -1206,6 +1215,141 @@ static void test_bad_tensors(void **state)
   free(b.p);
 }
 
+/* ---- files from the independent Python writer ------------------------------------ */
+
+static char *dup_n(const char *s, size_t n)
+{
+  char *c = malloc(n + 1);
+  assert_non_null(c);
+  memcpy(c, s, n);
+  c[n] = '\0';
+  return c;
+}
+
+/* Copies key k of g into w (the value types the writer has). */
+static void copy_key(const gguf *g, const char *k, gguf_writer *w)
+{
+  model_err err;
+  int64_t iv = 0;
+  double dv = 0;
+  const char *s;
+  size_t len;
+  enum gguf_vtype et;
+  uint64_t n;
+  int type = gguf_key_type(g, k);
+  if (type == GGUF_U32 || type == GGUF_I32 || type == GGUF_BOOL)
+    assert_int_equal(gguf_get_int(g, k, &iv, &err), 0);
+  switch (type) {
+  case GGUF_U32:
+    assert_int_equal(gguf_writer_set_u32(w, k, (uint32_t)iv), 0);
+    return;
+  case GGUF_I32:
+    assert_int_equal(gguf_writer_set_i32(w, k, (int32_t)iv), 0);
+    return;
+  case GGUF_BOOL:
+    assert_int_equal(gguf_writer_set_bool(w, k, (int)iv), 0);
+    return;
+  case GGUF_F32:
+    assert_int_equal(gguf_get_float(g, k, &dv, &err), 0);
+    assert_int_equal(gguf_writer_set_f32(w, k, (float)dv), 0);
+    return;
+  case GGUF_STRING: {
+    assert_int_equal(gguf_get_str(g, k, &s, &len, &err), 0);
+    char *c = dup_n(s, len);
+    assert_int_equal(gguf_writer_set_str(w, k, c), 0);
+    free(c);
+    return;
+  }
+  case GGUF_ARRAY:
+    break;
+  default:
+    fail_msg("key %s: type %d", k, type);
+  }
+  assert_int_equal(gguf_get_arr(g, k, &et, &n, &err), 0);
+  if (et == GGUF_STRING) {
+    char **v = calloc(n + 1, sizeof *v);
+    assert_non_null(v);
+    for (uint64_t j = 0; j < n; j++) {
+      assert_int_equal(gguf_arr_str(g, k, j, &s, &len, &err), 0);
+      v[j] = dup_n(s, len);
+    }
+    assert_int_equal(gguf_writer_set_arr_str(w, k, (const char *const *)v, n), 0);
+    for (uint64_t j = 0; j < n; j++)
+      free(v[j]);
+    free(v);
+  } else if (et == GGUF_I32) {
+    int32_t *v = calloc(n + 1, sizeof *v);
+    assert_non_null(v);
+    for (uint64_t j = 0; j < n; j++) {
+      assert_int_equal(gguf_arr_int(g, k, j, &iv, &err), 0);
+      v[j] = (int32_t)iv;
+    }
+    assert_int_equal(gguf_writer_set_arr_i32(w, k, v, n), 0);
+    free(v);
+  } else if (et == GGUF_F32) {
+    float *v = calloc(n + 1, sizeof *v);
+    assert_non_null(v);
+    for (uint64_t j = 0; j < n; j++) {
+      assert_int_equal(gguf_arr_float(g, k, j, &dv, &err), 0);
+      v[j] = (float)dv;
+    }
+    assert_int_equal(gguf_writer_set_arr_f32(w, k, v, n), 0);
+    free(v);
+  } else {
+    fail_msg("key %s: array of %s", k, gguf_vtype_name(et));
+  }
+}
+
+/* The model fixtures (tests/fixtures, written by tests/reference/gguf_io.py
+ * from the format description) read, and rewritten by gguf_writer they come
+ * out byte for byte the same: same layout, padding and half-precision bits. */
+static void test_python_fixtures(void **state)
+{
+  fixture *f = *state;
+  static const char *names[] = {"gpt2_tied_f32", "gpt2_untied_f16", "llama_gqa_f32",
+                                "qwen2_bias_bf16"};
+  const char *top = getenv("top_srcdir");
+  char src[512];
+  snprintf(src, sizeof src, "%s/tests/fixtures/%s.gguf", top ? top : ".", names[0]);
+  if (access(src, R_OK) != 0)
+    skip(); /* not run from the source tree */
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    snprintf(src, sizeof src, "%s/tests/fixtures/%s.gguf", top ? top : ".", names[i]);
+    gguf *g = NULL;
+    model_err err = {0};
+    if (gguf_open(src, &g, &err) != 0)
+      fail_msg("%s", err.msg);
+    gguf_writer *w = gguf_writer_new();
+    assert_non_null(w);
+    for (size_t k = 0; k < gguf_n_keys(g); k++)
+      copy_key(g, gguf_key_at(g, k), w);
+    for (size_t k = 0; k < gguf_n_tensors(g); k++) {
+      const gguf_tensor *t = gguf_tensor_at(g, k);
+      float *v = malloc(t->n_elems * sizeof *v + 1);
+      assert_non_null(v);
+      assert_int_equal(gguf_tensor_to_f32(g, t, v, &err), 0);
+      assert_int_equal(gguf_writer_add_tensor(w, t->name, t->n_dims, t->dims, t->type, v), 0);
+      free(v);
+    }
+    assert_int_equal(gguf_writer_write(w, f->path, &err), 0);
+    gguf_writer_free(w);
+    size_t n = (size_t)file_size(src);
+    assert_int_equal(file_size(f->path), n);
+    uint8_t *a = malloc(n), *b = malloc(n);
+    assert_true(a && b);
+    FILE *fa = fopen(src, "rb"), *fb = fopen(f->path, "rb");
+    assert_true(fa && fb);
+    assert_int_equal(fread(a, 1, n, fa), n);
+    assert_int_equal(fread(b, 1, n, fb), n);
+    fclose(fa);
+    fclose(fb);
+    assert_memory_equal(a, b, n);
+    free(a);
+    free(b);
+    gguf_close(g);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1223,6 +1367,7 @@ int main(void)
       cmocka_unit_test(test_bad_header),
       cmocka_unit_test(test_bad_values),
       cmocka_unit_test(test_bad_tensors),
+      cmocka_unit_test_setup_teardown(test_python_fixtures, setup, teardown),
   };
   return cmocka_run_group_tests_name("gguf", tests, NULL, NULL);
 }

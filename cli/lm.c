@@ -1,0 +1,532 @@
+/* cli lm: JSONL data, evaluation, and the perturbed-model objective. */
+#include "cli/lm.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/tokenizer.h"
+#include "rng/rng.h"
+
+/* ---- data ----------------------------------------------------------------- */
+
+static void seq_free(lm_seq *s)
+{
+  free(s->ids);
+  s->ids = NULL;
+}
+
+void lm_data_free(lm_data *d)
+{
+  for (size_t i = 0; i < d->n; i++) {
+    for (int k = 0; k < d->ex[i].n_seqs; k++)
+      seq_free(&d->ex[i].seqs[k]);
+    free(d->ex[i].seqs);
+  }
+  free(d->ex);
+  memset(d, 0, sizeof *d);
+}
+
+/* BOS + prompt + completion, truncated on the left to max_len. */
+static int make_seq(const model *m, const char *prompt, const char *completion, int max_len,
+                    lm_seq *out, const char *where, model_err *err)
+{
+  int32_t *p = NULL, *c = NULL;
+  size_t np = 0, nc = 0;
+  int rv = tok_encode(m->tok, prompt, strlen(prompt), 0, &p, &np, err);
+  if (rv == 0 && completion)
+    rv = tok_encode(m->tok, completion, strlen(completion), 0, &c, &nc, err);
+  if (rv != 0) {
+    free(p);
+    return rv;
+  }
+  int bos = tok_bos(m->tok) >= 0 ? 1 : 0;
+  size_t n = (size_t)bos + np + nc;
+  int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (!ids) {
+    free(p);
+    free(c);
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  }
+  if (bos)
+    ids[0] = tok_bos(m->tok);
+  memcpy(ids + bos, p, np * sizeof *ids);
+  if (nc)
+    memcpy(ids + bos + np, c, nc * sizeof *ids);
+  free(p);
+  free(c);
+  int start = completion ? bos + (int)np : 1;
+  if (completion && nc == 0) {
+    free(ids);
+    return model_fail(err, MODEL_ECORRUPT, "%s: the completion has no tokens", where);
+  }
+  if (n < 2) {
+    free(ids);
+    return model_fail(err, MODEL_ECORRUPT, "%s: fewer than 2 tokens: nothing to predict", where);
+  }
+  if (n > (size_t)max_len) { /* keep the end, where the completion is */
+    size_t cut = n - (size_t)max_len;
+    memmove(ids, ids + cut, (size_t)max_len * sizeof *ids);
+    n = (size_t)max_len;
+    start = start - (int)cut < 1 ? 1 : start - (int)cut;
+  }
+  if (start < 1)
+    start = 1;
+  out->ids = ids;
+  out->n = (int)n;
+  out->start = start;
+  return 0;
+}
+
+/* Parses one JSONL line into ex. */
+static int parse_line(const model *m, json_t *o, int max_len, lm_example *ex, const char *where,
+                      model_err *err)
+{
+  json_t *text = json_object_get(o, "text"), *prompt = json_object_get(o, "prompt");
+  json_t *comp = json_object_get(o, "completion"), *choices = json_object_get(o, "choices");
+  json_t *answer = json_object_get(o, "answer");
+  memset(ex, 0, sizeof *ex);
+  ex->answer = -1;
+  if (!json_is_object(o))
+    return model_fail(err, MODEL_ECORRUPT, "%s: expected a JSON object", where);
+  if (text && !prompt && !comp && !choices) {
+    if (!json_is_string(text))
+      return model_fail(err, MODEL_ECORRUPT, "%s: \"text\" must be a string", where);
+    ex->seqs = calloc(1, sizeof *ex->seqs);
+    ex->n_seqs = 1;
+    return ex->seqs ? make_seq(m, json_string_value(text), NULL, max_len, ex->seqs, where, err)
+                    : model_fail(err, MODEL_ENOMEM, "out of memory");
+  }
+  if (!json_is_string(prompt))
+    return model_fail(err, MODEL_ECORRUPT,
+                      "%s: expected {\"text\"}, {\"prompt\", \"completion\"} or {\"prompt\", "
+                      "\"choices\", \"answer\"} with string values",
+                      where);
+  if (!comp && !choices)
+    return model_fail(err, MODEL_ECORRUPT,
+                      "%s: expected {\"text\"}, {\"prompt\", \"completion\"} or {\"prompt\", "
+                      "\"choices\", \"answer\"}: the prompt has neither",
+                      where);
+  if (comp && !choices) {
+    if (!json_is_string(comp))
+      return model_fail(err, MODEL_ECORRUPT, "%s: \"completion\" must be a string", where);
+    ex->seqs = calloc(1, sizeof *ex->seqs);
+    ex->n_seqs = 1;
+    return ex->seqs ? make_seq(m, json_string_value(prompt), json_string_value(comp), max_len,
+                               ex->seqs, where, err)
+                    : model_fail(err, MODEL_ENOMEM, "out of memory");
+  }
+  if (!json_is_array(choices) || json_array_size(choices) < 2 || comp)
+    return model_fail(err, MODEL_ECORRUPT,
+                      "%s: \"choices\" must be an array of at least 2 strings (and no "
+                      "\"completion\")",
+                      where);
+  size_t nc = json_array_size(choices);
+  if (!json_is_integer(answer) || json_integer_value(answer) < 0 ||
+      (size_t)json_integer_value(answer) >= nc)
+    return model_fail(err, MODEL_ECORRUPT, "%s: \"answer\" must be an index in 0..%zu", where,
+                      nc - 1);
+  ex->answer = (int)json_integer_value(answer);
+  ex->seqs = calloc(nc, sizeof *ex->seqs);
+  if (!ex->seqs)
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  for (size_t k = 0; k < nc; k++) {
+    json_t *ch = json_array_get(choices, k);
+    if (!json_is_string(ch))
+      return model_fail(err, MODEL_ECORRUPT, "%s: choice %zu is not a string", where, k);
+    int rv = make_seq(m, json_string_value(prompt), json_string_value(ch), max_len,
+                      &ex->seqs[k], where, err);
+    ex->n_seqs = (int)k + 1;
+    if (rv != 0)
+      return rv;
+  }
+  return 0;
+}
+
+int lm_data_load(const char *path, const model *m, int max_len, lm_data *d, model_err *err)
+{
+  memset(d, 0, sizeof *d);
+  if (!m->tok)
+    return model_fail(err, MODEL_EINVAL, "the model has no tokenizer");
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return model_fail(err, MODEL_ENOENT, "%s: cannot open", path);
+  char *line = NULL;
+  size_t cap = 0, alloc = 0;
+  ssize_t len;
+  long lineno = 0;
+  int rv = 0;
+  while (rv == 0 && (len = getline(&line, &cap, f)) >= 0) {
+    char where[4200];
+    lineno++;
+    snprintf(where, sizeof where, "%s:%ld", path, lineno);
+    size_t k = 0;
+    while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' || line[k] == '\n'))
+      k++;
+    if (k == (size_t)len)
+      continue; /* blank line */
+    json_error_t je;
+    json_t *o = json_loadb(line, (size_t)len, 0, &je);
+    if (!o) {
+      rv = model_fail(err, MODEL_ECORRUPT, "%s: invalid JSON at column %d: %s", where, je.column,
+                      je.text);
+      break;
+    }
+    if (d->n == alloc) {
+      size_t na = alloc ? 2 * alloc : 64;
+      lm_example *ne = realloc(d->ex, na * sizeof *ne);
+      if (!ne) {
+        json_decref(o);
+        rv = model_fail(err, MODEL_ENOMEM, "out of memory");
+        break;
+      }
+      d->ex = ne;
+      alloc = na;
+    }
+    rv = parse_line(m, o, max_len, &d->ex[d->n], where, err);
+    d->n++; /* counted even on error, so lm_data_free releases its parts */
+    if (d->ex[d->n - 1].answer >= 0)
+      d->has_choices = 1;
+    json_decref(o);
+  }
+  free(line);
+  fclose(f);
+  if (rv == 0 && d->n == 0)
+    rv = model_fail(err, MODEL_ECORRUPT, "%s: no examples", path);
+  if (rv != 0)
+    lm_data_free(d);
+  return rv;
+}
+
+/* ---- views ------------------------------------------------------------------ */
+
+struct lm_view {
+  const model *m;
+  const float *theta;
+  zo_dir dir;
+  int has_dir;
+  float eps;
+  float *buf[2];
+  size_t cap;
+  int next, threads;
+};
+
+static const float *view_get(void *ctx, int t, size_t first, size_t n)
+{
+  lm_view *v = ctx;
+  const model_tensor *T = &v->m->tensors[t];
+  const float *base = v->theta + T->offset + first;
+  if (!v->has_dir || n > v->cap) /* n > cap cannot happen: model_max_slice bounds it */
+    return base;
+  float *dst = v->buf[v->next];
+  v->next ^= 1;
+  rng_axpy_mt(v->dir.dist, &v->dir.stream, T->offset + first, n, v->eps, base, dst, v->threads);
+  return dst;
+}
+
+int lm_view_new(const model *m, lm_view **out, model_err *err)
+{
+  lm_view *v = calloc(1, sizeof *v);
+  if (!v)
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  v->m = m;
+  v->cap = model_max_slice(m);
+  v->buf[0] = malloc(v->cap * sizeof(float));
+  v->buf[1] = malloc(v->cap * sizeof(float));
+  if (!v->buf[0] || !v->buf[1]) {
+    lm_view_free(v);
+    return model_fail(err, MODEL_ENOMEM, "out of memory for perturbation scratch");
+  }
+  *out = v;
+  return 0;
+}
+
+void lm_view_free(lm_view *v)
+{
+  if (!v)
+    return;
+  free(v->buf[0]);
+  free(v->buf[1]);
+  free(v);
+}
+
+model_view lm_view_set(lm_view *v, const float *theta, const zo_dir *dir, float eps, int threads)
+{
+  v->theta = theta ? theta : v->m->params;
+  v->has_dir = dir && eps != 0.0f;
+  if (dir)
+    v->dir = *dir;
+  v->eps = eps;
+  v->threads = threads;
+  v->next = 0;
+  model_view mv = {view_get, v};
+  return mv;
+}
+
+/* ---- batches and evaluation -------------------------------------------------- */
+
+typedef struct batch_buf {
+  int32_t *tokens;
+  int *len;
+  uint8_t *target;
+  int cap_rows, cap_T;
+} batch_buf;
+
+/* Fills a model_batch from n sequences. */
+static int fill_batch(batch_buf *bb, lm_seq *const *seqs, int n, model_batch *b, model_err *err)
+{
+  int T = 1;
+  for (int i = 0; i < n; i++)
+    T = seqs[i]->n > T ? seqs[i]->n : T;
+  if (n > bb->cap_rows || T > bb->cap_T) {
+    free(bb->tokens);
+    free(bb->len);
+    free(bb->target);
+    bb->cap_rows = n > bb->cap_rows ? n : bb->cap_rows;
+    bb->cap_T = T > bb->cap_T ? T : bb->cap_T;
+    bb->tokens = malloc((size_t)bb->cap_rows * bb->cap_T * sizeof *bb->tokens);
+    bb->len = malloc((size_t)bb->cap_rows * sizeof *bb->len);
+    bb->target = malloc((size_t)bb->cap_rows * bb->cap_T);
+    if (!bb->tokens || !bb->len || !bb->target)
+      return model_fail(err, MODEL_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    const lm_seq *s = seqs[i];
+    for (int t = 0; t < T; t++) {
+      bb->tokens[(size_t)i * T + t] = t < s->n ? s->ids[t] : 0;
+      bb->target[(size_t)i * T + t] = t + 1 < s->n && t + 1 >= s->start;
+    }
+    bb->len[i] = s->n;
+  }
+  b->B = n;
+  b->T = T;
+  b->tokens = bb->tokens;
+  b->len = bb->len;
+  b->target = bb->target;
+  return 0;
+}
+
+static void batch_buf_free(batch_buf *bb)
+{
+  free(bb->tokens);
+  free(bb->len);
+  free(bb->target);
+}
+
+static int max_seq_len(const lm_data *d)
+{
+  int T = 1;
+  for (size_t i = 0; i < d->n; i++)
+    for (int k = 0; k < d->ex[i].n_seqs; k++)
+      T = d->ex[i].seqs[k].n > T ? d->ex[i].seqs[k].n : T;
+  return T;
+}
+
+int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int threads,
+            lm_eval_result *res, model_err *err)
+{
+  size_t total = 0;
+  for (size_t i = 0; i < d->n; i++)
+    total += (size_t)d->ex[i].n_seqs;
+  lm_seq **seqs = malloc(total * sizeof *seqs);
+  double *ll = malloc(total * sizeof *ll);
+  long *cnt = malloc(total * sizeof *cnt);
+  model_ws *ws = NULL;
+  lm_view *view = NULL;
+  batch_buf bb = {0};
+  int rv = !seqs || !ll || !cnt ? model_fail(err, MODEL_ENOMEM, "out of memory") : 0;
+  size_t k = 0;
+  for (size_t i = 0; rv == 0 && i < d->n; i++)
+    for (int c = 0; c < d->ex[i].n_seqs; c++)
+      seqs[k++] = &d->ex[i].seqs[c];
+  if (batch < 1)
+    batch = 1;
+  model_set_threads(threads);
+  if (rv == 0)
+    rv = model_ws_new(m, batch, max_seq_len(d), &ws, err);
+  if (rv == 0)
+    rv = lm_view_new(m, &view, err);
+  for (size_t s0 = 0; rv == 0 && s0 < total; s0 += (size_t)batch) {
+    int n = total - s0 < (size_t)batch ? (int)(total - s0) : batch;
+    model_batch b;
+    model_view mv = lm_view_set(view, theta, NULL, 0.0f, threads);
+    /* A short last batch still uses the workspace's B rows: pad with copies. */
+    lm_seq *rows[batch];
+    for (int r = 0; r < batch; r++)
+      rows[r] = seqs[s0 + (size_t)(r < n ? r : 0)];
+    if ((rv = fill_batch(&bb, rows, batch, &b, err)) != 0 ||
+        (rv = model_forward(m, &mv, &b, ws, err)) != 0)
+      break;
+    double sums[batch];
+    long counts[batch];
+    if ((rv = model_loss_seq(m, &mv, &b, ws, sums, counts, err)) != 0)
+      break;
+    for (int r = 0; r < n; r++) {
+      ll[s0 + (size_t)r] = sums[r];
+      cnt[s0 + (size_t)r] = counts[r];
+    }
+  }
+  if (rv == 0) {
+    double loss = 0;
+    long tokens = 0, right = 0, right_norm = 0, nchoice = 0;
+    for (size_t i = 0, j = 0; i < d->n; j += (size_t)d->ex[i].n_seqs, i++) {
+      const lm_example *ex = &d->ex[i];
+      int gold = ex->answer >= 0 ? ex->answer : 0;
+      loss += ll[j + (size_t)gold];
+      tokens += cnt[j + (size_t)gold];
+      if (ex->answer < 0)
+        continue;
+      int best = 0, best_norm = 0;
+      for (int c = 1; c < ex->n_seqs; c++) {
+        /* ll is a negative log-likelihood: smaller is more likely. */
+        if (ll[j + c] < ll[j + best])
+          best = c;
+        if (ll[j + c] / cnt[j + c] < ll[j + best_norm] / cnt[j + best_norm])
+          best_norm = c;
+      }
+      right += best == ex->answer;
+      right_norm += best_norm == ex->answer;
+      nchoice++;
+    }
+    res->loss = tokens ? loss / tokens : 0.0;
+    res->tokens = tokens;
+    res->examples = (long)d->n;
+    res->accuracy = nchoice ? (double)right / nchoice : 0.0;
+    res->accuracy_norm = nchoice ? (double)right_norm / nchoice : 0.0;
+  }
+  batch_buf_free(&bb);
+  lm_view_free(view);
+  model_ws_free(ws);
+  free(seqs);
+  free(ll);
+  free(cnt);
+  return rv;
+}
+
+/* ---- the objective -------------------------------------------------------------- */
+
+struct lm_objective {
+  const model *m;
+  const lm_data *d;
+  size_t *idx; /* examples of this shard */
+  size_t n_idx;
+  int batch, threads;
+  lm_view *view;
+  model_ws *ws;
+  batch_buf bb;
+  lm_seq **rows;
+};
+
+/* The training sequence of an example: its text, its completion, or its
+ * correct choice. */
+static lm_seq *train_seq(const lm_example *ex)
+{
+  return &ex->seqs[ex->answer >= 0 ? ex->answer : 0];
+}
+
+static int sample(lm_objective *o, const zo_batch *zb, model_batch *b, model_err *err)
+{
+  rng_stream s = rng_make(zb->seed, zb->step, RNG_BATCH, zb->slot, zb->dir);
+  for (int r = 0; r < o->batch; r++) {
+    uint32_t u = rng_u32_at(&s, (uint64_t)r);
+    size_t k = (size_t)(((uint64_t)u * o->n_idx) >> 32);
+    o->rows[r] = train_seq(&o->d->ex[o->idx[k]]);
+  }
+  return fill_batch(&o->bb, o->rows, o->batch, b, err);
+}
+
+static int eval_at(lm_objective *o, const float *theta, const zo_dir *dir, float eps,
+                   const model_batch *b, double *out, model_err *err)
+{
+  model_view mv = lm_view_set(o->view, theta, dir, eps, o->threads);
+  double sum;
+  long count;
+  int rv = model_forward(o->m, &mv, b, o->ws, err);
+  if (rv == 0)
+    rv = model_loss(o->m, &mv, b, o->ws, &sum, &count, err);
+  if (rv == 0)
+    *out = count ? sum / (double)count : 0.0;
+  return rv;
+}
+
+static int to_zo(int rv, const model_err *me, zo_err *err)
+{
+  return rv == 0 ? 0 : zo_fail(err, rv, "%s", me->msg);
+}
+
+static int obj_loss_pm(void *ctx, const float *theta, const zo_dir *z, float eps,
+                       const zo_batch *zb, double *lp, double *lm, zo_err *err)
+{
+  lm_objective *o = ctx;
+  model_err me = {0, ""};
+  model_batch b;
+  int rv = sample(o, zb, &b, &me);
+  if (rv == 0)
+    rv = eval_at(o, theta, z, eps, &b, lp, &me);
+  if (rv == 0)
+    rv = eval_at(o, theta, z, -eps, &b, lm, &me);
+  return to_zo(rv, &me, err);
+}
+
+static int obj_loss(void *ctx, const float *theta, const zo_batch *zb, double *out, zo_err *err)
+{
+  lm_objective *o = ctx;
+  model_err me = {0, ""};
+  model_batch b;
+  zo_batch first = {0, 0, 0, 0};
+  int rv = sample(o, zb ? zb : &first, &b, &me);
+  if (rv == 0)
+    rv = eval_at(o, theta, NULL, 0.0f, &b, out, &me);
+  return to_zo(rv, &me, err);
+}
+
+void lm_objective_free(lm_objective *o)
+{
+  if (!o)
+    return;
+  free(o->idx);
+  free(o->rows);
+  batch_buf_free(&o->bb);
+  lm_view_free(o->view);
+  model_ws_free(o->ws);
+  free(o);
+}
+
+int lm_objective_new(const model *m, const lm_data *d, int batch, int shard, int shards,
+                     int threads, lm_objective **out, zo_objective *obj, model_err *err)
+{
+  if (batch < 1 || shards < 1 || shard < 0 || shard >= shards)
+    return model_fail(err, MODEL_EINVAL, "batch %d, shard %d/%d out of range", batch, shard,
+                      shards);
+  lm_objective *o = calloc(1, sizeof *o);
+  if (!o)
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  o->m = m;
+  o->d = d;
+  o->batch = batch;
+  o->threads = threads;
+  o->idx = malloc(d->n * sizeof *o->idx);
+  o->rows = malloc((size_t)batch * sizeof *o->rows);
+  int rv = !o->idx || !o->rows ? model_fail(err, MODEL_ENOMEM, "out of memory") : 0;
+  for (size_t i = 0; rv == 0 && i < d->n; i++)
+    if (i % (size_t)shards == (size_t)shard)
+      o->idx[o->n_idx++] = i;
+  if (rv == 0 && o->n_idx == 0)
+    rv = model_fail(err, MODEL_EINVAL, "shard %d/%d holds no examples (%zu in all)", shard,
+                    shards, d->n);
+  if (rv == 0)
+    rv = model_ws_new(m, batch, max_seq_len(d), &o->ws, err);
+  if (rv == 0)
+    rv = lm_view_new(m, &o->view, err);
+  if (rv != 0) {
+    lm_objective_free(o);
+    return rv;
+  }
+  obj->dim = m->n_params;
+  obj->ctx = o;
+  obj->loss_pm = obj_loss_pm;
+  obj->loss = obj_loss;
+  *out = o;
+  return 0;
+}

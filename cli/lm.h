@@ -1,0 +1,76 @@
+/* cli lm: language-model data and objectives, wiring model/ to zo/ and rng/.
+ *
+ *   lm_data       a JSONL file of {"text"}, {"prompt","completion"} or
+ *                 {"prompt","choices","answer"} lines, tokenized;
+ *   lm_eval       mean token cross-entropy (and multiple-choice accuracy);
+ *   lm_objective  the zo_objective of a model on a data set: L(theta ± eps z)
+ *                 with each weight slice built as theta + eps*z in scratch
+ *                 right before the forward pass uses it (theta is never
+ *                 written), on a batch sampled from the RNG_BATCH stream.
+ *
+ * Ownership: lm_data_load / lm_objective_new allocate what lm_data_free /
+ * lm_objective_free release; an lm_objective borrows its model and data,
+ * which must outlive it.
+ */
+#ifndef ZOTUNE_CLI_LM_H
+#define ZOTUNE_CLI_LM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "zo/objective.h"
+
+typedef struct lm_seq {
+  int32_t *ids;
+  int n;
+  int start; /* first token that is a target (completion); 1 for plain text */
+} lm_seq;
+
+typedef struct lm_example {
+  lm_seq *seqs; /* 1, or one per choice */
+  int n_seqs;
+  int answer; /* index of the correct choice, -1 without choices */
+} lm_example;
+
+typedef struct lm_data {
+  lm_example *ex;
+  size_t n;
+  int has_choices;
+} lm_data;
+
+/* Reads and tokenizes path. A bad line is MODEL_ECORRUPT naming the file,
+ * the line and what is wrong; sequences longer than max_len keep their last
+ * max_len tokens. */
+int lm_data_load(const char *path, const model *m, int max_len, lm_data *d, model_err *err);
+void lm_data_free(lm_data *d);
+
+typedef struct lm_eval_result {
+  double loss;   /* mean cross-entropy per target token */
+  long tokens;   /* target tokens */
+  double accuracy, accuracy_norm; /* choices: by summed / length-normalised log-likelihood */
+  long examples;
+} lm_eval_result;
+
+/* Evaluates every example at theta (NULL: the model's own parameters). */
+int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int threads,
+            lm_eval_result *res, model_err *err);
+
+/* A view of the weights theta + eps*z (z from dir) for the forward pass. */
+typedef struct lm_view lm_view;
+int lm_view_new(const model *m, lm_view **out, model_err *err);
+void lm_view_free(lm_view *v);
+/* Points the view at theta and direction dir with scale eps (eps 0 or dir
+ * NULL: plain theta); returns the model_view to hand to model_forward. */
+model_view lm_view_set(lm_view *v, const float *theta, const zo_dir *dir, float eps,
+                       int threads);
+
+typedef struct lm_objective lm_objective;
+/* The objective of m on d with batches of `batch` examples sampled with
+ * replacement (per (step, slot, dir) from RNG_BATCH) from the examples
+ * whose index i has i % shards == shard. */
+int lm_objective_new(const model *m, const lm_data *d, int batch, int shard, int shards,
+                     int threads, lm_objective **out, zo_objective *obj, model_err *err);
+void lm_objective_free(lm_objective *o);
+
+#endif

@@ -1,0 +1,309 @@
+/* cli lm: the perturbed view equals a forward pass on a materialised
+ * theta + eps*z bit for bit and never writes theta; the objective's batches
+ * are a function of (seed, step, slot, dir); JSONL data and its errors;
+ * evaluation against a direct model_loss. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/lm.h"
+#include "model/load.h"
+#include "rng/rng.h"
+
+static char fixdir[4096];
+
+static model *load(const char *name)
+{
+  char path[4200];
+  model *m;
+  model_err err = {0, ""};
+  snprintf(path, sizeof path, "%s/%s", fixdir, name);
+  if (model_load_gguf(path, &m, &err) != 0)
+    fail_msg("%s", err.msg);
+  return m;
+}
+
+static void forward_logits(const model *m, const model_view *v, const model_batch *b, float *out)
+{
+  model_ws *ws;
+  model_err err = {0, ""};
+  assert_int_equal(model_ws_new(m, b->B, b->T, &ws, &err), 0);
+  assert_int_equal(model_forward(m, v, b, ws, &err), 0);
+  for (int s = 0; s < b->B; s++)
+    assert_int_equal(model_logits_at(m, v, ws, s, b->len[s] - 1, out + (size_t)s * m->cfg.n_vocab,
+                                     &err),
+                     0);
+  model_ws_free(ws);
+}
+
+static void perturbed_equals_materialised(const char *name, enum rng_dist dist)
+{
+  model *m = load(name);
+  model_err err = {0, ""};
+  lm_view *view;
+  const size_t n = m->n_params;
+  const int V = m->cfg.n_vocab;
+  float *theta = malloc(n * sizeof *theta), *moved = malloc(n * sizeof *moved);
+  float *a = malloc(2 * (size_t)V * sizeof *a), *b = malloc(2 * (size_t)V * sizeof *b);
+  memcpy(theta, m->params, n * sizeof *theta);
+  int32_t tokens[2 * 9] = {256, 72, 101, 108, 108, 111, 44, 32, 119, 256, 1, 2, 3, 0, 0, 0, 0, 0};
+  int len[2] = {9, 4};
+  model_batch batch = {2, 9, tokens, len, NULL};
+  zo_dir dir = {rng_make(99, 7, RNG_PERTURB, 1, 2), dist};
+  assert_int_equal(lm_view_new(m, &view, &err), 0);
+  for (int sign = -1; sign <= 1; sign += 2) {
+    float eps = 1e-2f * (float)sign;
+    model_view pv = lm_view_set(view, theta, &dir, eps, 2);
+    forward_logits(m, &pv, &batch, a);
+    rng_axpy(dist, &dir.stream, 0, n, eps, theta, moved);
+    model_view mv = lm_view_set(view, moved, NULL, 0.0f, 1);
+    forward_logits(m, &mv, &batch, b);
+    assert_memory_equal(a, b, 2 * (size_t)V * sizeof *a);
+    assert_memory_equal(theta, m->params, n * sizeof *theta); /* never written */
+  }
+  /* And the perturbation is not a no-op. */
+  model_view pv = lm_view_set(view, theta, NULL, 0.0f, 1);
+  forward_logits(m, &pv, &batch, b);
+  assert_true(memcmp(a, b, 2 * (size_t)V * sizeof *a) != 0);
+  lm_view_free(view);
+  free(theta);
+  free(moved);
+  free(a);
+  free(b);
+  model_free(m);
+}
+
+static void test_view_gpt2_gaussian(void **state)
+{
+  (void)state;
+  perturbed_equals_materialised("gpt2_tied_f32.gguf", RNG_GAUSSIAN);
+}
+
+static void test_view_llama_rademacher(void **state)
+{
+  (void)state;
+  perturbed_equals_materialised("llama_gqa_f32.gguf", RNG_RADEMACHER);
+}
+
+static char tmpdir[64];
+
+static const char *write_file(const char *name, const char *text)
+{
+  static char path[128];
+  snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+static void test_data_shapes(void **state)
+{
+  (void)state;
+  model *m = load("gpt2_tied_f32.gguf");
+  model_err err = {0, ""};
+  lm_data d;
+  const char *p = write_file("ok.jsonl", "{\"text\": \"hello world\"}\n"
+                                         "\n"
+                                         "{\"prompt\": \"2+2=\", \"completion\": \"4\"}\n"
+                                         "{\"prompt\": \"sky is \", \"choices\": [\"blue\", "
+                                         "\"green\", \"red\"], \"answer\": 0}\n");
+  assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), 0);
+  assert_int_equal(d.n, 3);
+  assert_true(d.has_choices);
+  /* text: BOS + 11 bytes, targets from position 1 */
+  assert_int_equal(d.ex[0].seqs[0].n, 12);
+  assert_int_equal(d.ex[0].seqs[0].ids[0], 256);
+  assert_int_equal(d.ex[0].seqs[0].ids[1], 'h');
+  assert_int_equal(d.ex[0].seqs[0].start, 1);
+  /* prompt/completion: the completion is the last token */
+  assert_int_equal(d.ex[1].seqs[0].n, 6);
+  assert_int_equal(d.ex[1].seqs[0].start, 5);
+  assert_int_equal(d.ex[1].seqs[0].ids[5], '4');
+  assert_int_equal(d.ex[2].n_seqs, 3);
+  assert_int_equal(d.ex[2].answer, 0);
+  assert_int_equal(d.ex[2].seqs[1].n, 1 + 7 + 5);
+  lm_data_free(&d);
+
+  /* Truncation keeps the end. */
+  assert_int_equal(lm_data_load(p, m, 4, &d, &err), 0);
+  assert_int_equal(d.ex[0].seqs[0].n, 4);
+  assert_int_equal(d.ex[0].seqs[0].ids[3], 'd');
+  assert_int_equal(d.ex[1].seqs[0].start, 3);
+  lm_data_free(&d);
+  model_free(m);
+}
+
+static void test_data_errors(void **state)
+{
+  (void)state;
+  model *m = load("gpt2_tied_f32.gguf");
+  struct {
+    const char *text, *want;
+  } bad[] = {{"{\"text\": \"fine\"}\n{\"text\": oops}\n", ":2: invalid JSON"},
+             {"{\"prompt\": \"a\"}\n", ":1: expected"},
+             {"{\"text\": 5}\n", "\"text\" must be a string"},
+             {"{\"prompt\": \"a\", \"completion\": \"\"}\n", "no tokens"},
+             {"\n\n{\"prompt\": \"a\", \"choices\": [\"x\"], \"answer\": 0}\n", ":3: \"choices\""},
+             {"{\"prompt\": \"a\", \"choices\": [\"x\", \"y\"], \"answer\": 2}\n", "\"answer\""},
+             {"{\"prompt\": \"a\", \"choices\": [\"x\", 3], \"answer\": 0}\n", "choice 1"},
+             {"[1, 2]\n", "expected a JSON object"},
+             {"\n", "no examples"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    model_err err = {0, ""};
+    lm_data d;
+    const char *p = write_file("bad.jsonl", bad[i].text);
+    assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), MODEL_ECORRUPT);
+    if (!strstr(err.msg, bad[i].want) || !strstr(err.msg, "bad.jsonl"))
+      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.msg, bad[i].want);
+  }
+  model_err err = {0, ""};
+  lm_data d;
+  assert_int_equal(lm_data_load("/nonexistent.jsonl", m, 8, &d, &err), MODEL_ENOENT);
+  model_free(m);
+}
+
+/* lm_eval's loss is model_loss over the completion tokens of the same
+ * sequences; accuracy picks the likeliest choice. */
+static void test_eval_matches_model_loss(void **state)
+{
+  (void)state;
+  model *m = load("llama_gqa_f32.gguf");
+  model_err err = {0, ""};
+  lm_data d;
+  lm_eval_result r;
+  const char *p = write_file("ev.jsonl", "{\"prompt\": \"ab\", \"completion\": \"cdef\"}\n"
+                                         "{\"prompt\": \"x\", \"completion\": \"yz\"}\n"
+                                         "{\"prompt\": \"q\", \"choices\": [\"r\", \"st\"], "
+                                         "\"answer\": 1}\n");
+  assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), 0);
+  assert_int_equal(lm_eval(m, NULL, &d, 2, 1, &r, &err), 0);
+  /* By hand: each gold sequence alone. */
+  double sum = 0, nll[2];
+  long count = 0;
+  model_view v = model_plain_view(m);
+  for (size_t i = 0; i < 3; i++) {
+    const lm_seq *s = &d.ex[i].seqs[i == 2 ? 1 : 0];
+    uint8_t target[64] = {0};
+    for (int t = 0; t + 1 < s->n; t++)
+      target[t] = t + 1 >= s->start;
+    model_batch b = {1, s->n, s->ids, &s->n, target};
+    model_ws *ws;
+    double ss;
+    long cc;
+    assert_int_equal(model_ws_new(m, 1, s->n, &ws, &err), 0);
+    assert_int_equal(model_forward(m, &v, &b, ws, &err), 0);
+    assert_int_equal(model_loss(m, &v, &b, ws, &ss, &cc, &err), 0);
+    sum += ss;
+    count += cc;
+    model_ws_free(ws);
+  }
+  assert_int_equal(r.tokens, count);
+  assert_true(fabs(r.loss - sum / count) < 1e-5 * fmax(1.0, sum / count));
+  assert_int_equal(r.examples, 3);
+  /* accuracy over the single choice example is 0 or 1, consistent with the choice losses */
+  for (int c = 0; c < 2; c++) {
+    const lm_seq *s = &d.ex[2].seqs[c];
+    uint8_t target[64] = {0};
+    for (int t = 0; t + 1 < s->n; t++)
+      target[t] = t + 1 >= s->start;
+    model_batch b = {1, s->n, s->ids, &s->n, target};
+    model_ws *ws;
+    long cc;
+    assert_int_equal(model_ws_new(m, 1, s->n, &ws, &err), 0);
+    assert_int_equal(model_forward(m, &v, &b, ws, &err), 0);
+    assert_int_equal(model_loss(m, &v, &b, ws, &nll[c], &cc, &err), 0);
+    model_ws_free(ws);
+  }
+  assert_true(r.accuracy == (nll[1] < nll[0] ? 1.0 : 0.0));
+  lm_data_free(&d);
+  model_free(m);
+}
+
+/* The objective: deterministic batches and losses per (seed, step, slot, dir),
+ * the two signs differ, and theta is untouched. */
+static void test_objective(void **state)
+{
+  (void)state;
+  model *m = load("qwen2_bias_bf16.gguf");
+  model_err err = {0, ""};
+  zo_err zerr;
+  lm_data d;
+  lm_objective *o;
+  zo_objective obj;
+  char text[4096] = "";
+  for (int i = 0; i < 20; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "{\"prompt\": \"item %d is\", \"completion\": \" %d\"}\n", i,
+             i * 7);
+    strcat(text, line);
+  }
+  const char *p = write_file("tr.jsonl", text);
+  assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), 0);
+  assert_int_equal(lm_objective_new(m, &d, 4, 0, 1, 1, &o, &obj, &err), 0);
+  assert_int_equal(obj.dim, m->n_params);
+  float *theta = malloc(m->n_params * sizeof *theta);
+  memcpy(theta, m->params, m->n_params * sizeof *theta);
+  zo_dir dir = {rng_make(5, 3, RNG_PERTURB, 0, 0), RNG_GAUSSIAN};
+  zo_batch zb = {5, 3, 0, 0};
+  double lp, lm_, lp2, lm2, l0;
+  assert_int_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &lp, &lm_, &zerr), 0);
+  assert_int_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &lp2, &lm2, &zerr), 0);
+  assert_true(lp == lp2 && lm_ == lm2);
+  assert_true(isfinite(lp) && isfinite(lm_) && lp != lm_);
+  assert_int_equal(obj.loss(obj.ctx, theta, &zb, &l0, &zerr), 0);
+  /* The mean of the two probes equals the unperturbed loss up to the
+   * second-order term, which is far smaller than the probes' spread here. */
+  print_message("lp %.9g lm %.9g l0 %.9g\n", lp, lm_, l0);
+  assert_true(fabs(0.5 * (lp + lm_) - l0) < fabs(lp - lm_));
+  assert_memory_equal(theta, m->params, m->n_params * sizeof *theta);
+  /* Another step samples another batch (and so, almost surely, another loss). */
+  zo_batch zb2 = {5, 4, 0, 0};
+  double l1;
+  assert_int_equal(obj.loss(obj.ctx, theta, &zb2, &l1, &zerr), 0);
+  assert_true(l1 != l0);
+  /* Shards partition the examples; an empty shard is refused. */
+  lm_objective *o2;
+  zo_objective obj2;
+  assert_int_equal(lm_objective_new(m, &d, 4, 1, 3, 1, &o2, &obj2, &err), 0);
+  lm_objective_free(o2);
+  assert_int_equal(lm_objective_new(m, &d, 4, 0, 40, 1, &o2, &obj2, &err), 0);
+  lm_objective_free(o2);
+  assert_int_equal(lm_objective_new(m, &d, 4, 30, 40, 1, &o2, &obj2, &err), MODEL_EINVAL);
+  lm_objective_free(o);
+  lm_data_free(&d);
+  free(theta);
+  model_free(m);
+}
+
+int main(void)
+{
+  const char *top = getenv("top_srcdir");
+  snprintf(fixdir, sizeof fixdir, "%s/tests/fixtures", top ? top : ".");
+  strcpy(tmpdir, "/tmp/zotune-test-lm-XXXXXX");
+  if (!mkdtemp(tmpdir))
+    return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_view_gpt2_gaussian),  cmocka_unit_test(test_view_llama_rademacher),
+      cmocka_unit_test(test_data_shapes),         cmocka_unit_test(test_data_errors),
+      cmocka_unit_test(test_eval_matches_model_loss), cmocka_unit_test(test_objective),
+  };
+  int rv = cmocka_run_group_tests_name("lm", tests, NULL, NULL);
+  const char *names[] = {"ok.jsonl", "bad.jsonl", "ev.jsonl", "tr.jsonl"};
+  for (size_t i = 0; i < 4; i++) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
+    unlink(path);
+  }
+  rmdir(tmpdir);
+  return rv;
+}
