@@ -260,6 +260,8 @@ static int put_tokenizer(gguf_writer *w, const tok_spec *s)
     rv = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)s->unk_id);
   if (rv == 0)
     rv = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", s->add_bos);
+  if (rv == 0 && s->kind == TOK_SPM)
+    rv = gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", s->add_space_prefix);
   return rv;
 }
 

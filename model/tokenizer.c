@@ -86,22 +86,22 @@ typedef struct pair_slot {
 struct tokenizer {
   enum tok_kind kind;
   size_t n_vocab;
-  char *pool;          /* token strings, each followed by a NUL */
-  const char **tok;    /* (n_vocab) into pool */
-  size_t *tok_len;     /* (n_vocab) */
-  float *scores;       /* (n_vocab) TOK_SPM: given or derived; TOK_BPE: given or NULL */
-  int32_t *types;      /* (n_vocab) given or derived */
-  uint8_t *enc;        /* (n_vocab) 1: encoding may produce the token from text */
-  char *dec;           /* every token's decoded bytes, back to back */
-  size_t *dec_off;     /* (n_vocab + 1) token i decodes to dec[dec_off[i] .. dec_off[i + 1]) */
-  int32_t *map;        /* token string -> id, open addressing, -1 free */
+  char *pool;       /* token strings, each followed by a NUL */
+  const char **tok; /* (n_vocab) into pool */
+  size_t *tok_len;  /* (n_vocab) */
+  float *scores;    /* (n_vocab) TOK_SPM: given or derived; TOK_BPE: given or NULL */
+  int32_t *types;   /* (n_vocab) given or derived */
+  uint8_t *enc;     /* (n_vocab) 1: encoding may produce the token from text */
+  char *dec;        /* every token's decoded bytes, back to back */
+  size_t *dec_off;  /* (n_vocab + 1) token i decodes to dec[dec_off[i] .. dec_off[i + 1]) */
+  int32_t *map;     /* token string -> id, open addressing, -1 free */
   size_t map_mask;
   size_t n_merges;
   char *merge_pool;
   const char **merges; /* (n_merges) into merge_pool */
   pair_slot *pairs;    /* TOK_BPE: (left id, right id) -> rank, result */
   size_t pair_mask;
-  int32_t byte_tok[256]; /* TOK_BPE: the byte's unicode char; TOK_SPM: "<0xXX>"; -1: none */
+  int32_t byte_tok[256];        /* TOK_BPE: the byte's unicode char; TOK_SPM: "<0xXX>"; -1: none */
   int16_t cp_byte[BYTE_CP_END]; /* TOK_BPE decoding: code point -> byte, -1: not a byte */
   int32_t bos, eos, unk;
   int add_bos, add_space_prefix;
@@ -329,8 +329,8 @@ static int build_map(tokenizer *t, model_err *err)
     if (j < 0 || (t->enc[i] && !t->enc[j]))
       t->map[s] = (int32_t)i;
     else if (t->enc[i] && t->enc[j])
-      return model_fail(err, MODEL_ECORRUPT, "duplicate token: ids %d and %zu are both \"%.*s\"",
-                        j, i, (int)(t->tok_len[i] > 64 ? 64 : t->tok_len[i]), t->tok[i]);
+      return model_fail(err, MODEL_ECORRUPT, "duplicate token: ids %d and %zu are both \"%.*s\"", j,
+                        i, (int)(t->tok_len[i] > 64 ? 64 : t->tok_len[i]), t->tok[i]);
   }
   for (int b = 0; b < 256; b++)
     t->byte_tok[b] = -1;
@@ -414,10 +414,14 @@ static int resolve_merges(tokenizer *t, int derive_scores, model_err *err)
     memcpy(cat + ll, sp + 1, rl);
     int32_t res = map_get(t, cat, ll + rl);
     if (l < 0 || rt < 0 || res < 0) {
-      const char *what = l < 0 ? m : rt < 0 ? sp + 1 : cat;
-      int wl = (int)(l < 0 ? ll : rt < 0 ? rl : ll + rl);
-      rc = model_fail(err, MODEL_ECORRUPT, "merge %zu (\"%.64s\"): %s \"%.*s\" is not a token", r, m,
-                      l < 0 ? "left" : rt < 0 ? "right" : "result", wl > 64 ? 64 : wl, what);
+      const char *side = "result", *what = cat;
+      size_t wl = ll + rl;
+      if (l < 0)
+        side = "left", what = m, wl = ll;
+      else if (rt < 0)
+        side = "right", what = sp + 1, wl = rl;
+      rc = model_fail(err, MODEL_ECORRUPT, "merge %zu (\"%.64s\"): %s \"%.*s\" is not a token", r,
+                      m, side, (int)(wl > 64 ? 64 : wl), what);
       break;
     }
     if (derive_scores && isnan(t->scores[res]))
@@ -761,8 +765,7 @@ static int push_pair(const tokenizer *t, scratch *s, const char *text, uint32_t 
 
 /* A symbol without a token: TOK_SPM byte fallback ("<0xXX>" per byte), else
  * the unknown token. */
-static int emit_fallback(const tokenizer *t, scratch *s, const uint8_t *p, size_t n,
-                         model_err *err)
+static int emit_fallback(const tokenizer *t, scratch *s, const uint8_t *p, size_t n, model_err *err)
 {
   size_t i = 0;
   while (i < n && t->kind == TOK_SPM && t->byte_tok[p[i]] >= 0)
@@ -887,8 +890,7 @@ static int split_next(splitter *sp, size_t *a, size_t *b, model_err *err)
   return 1;
 }
 
-static int bpe_encode(const tokenizer *t, scratch *s, const char *text, size_t len,
-                      model_err *err)
+static int bpe_encode(const tokenizer *t, scratch *s, const char *text, size_t len, model_err *err)
 {
   splitter sp = {t, pcre2_match_data_create_from_pattern(t->re, NULL), text, len, 0, 0, 0, 0};
   if (!sp.md)
@@ -902,8 +904,7 @@ static int bpe_encode(const tokenizer *t, scratch *s, const char *text, size_t l
   return rc;
 }
 
-static int spm_encode(const tokenizer *t, scratch *s, const char *text, size_t len,
-                      model_err *err)
+static int spm_encode(const tokenizer *t, scratch *s, const char *text, size_t len, model_err *err)
 {
   size_t spaces = 0, n = 0;
   for (size_t i = 0; i < len; i++)
@@ -1020,8 +1021,8 @@ int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, char **text, si
   for (size_t i = 0; i < n; i++) {
     if (ids[i] < 0 || (size_t)ids[i] >= t->n_vocab)
       return model_fail(err, MODEL_EINVAL,
-                        "token id %d (position %zu) is out of range (vocabulary of %zu)", ids[i],
-                        i, t->n_vocab);
+                        "token id %d (position %zu) is out of range (vocabulary of %zu)", ids[i], i,
+                        t->n_vocab);
     total += t->dec_off[ids[i] + 1] - t->dec_off[ids[i]];
   }
   char *buf = malloc(total + 1), *p = buf;
@@ -1192,13 +1193,17 @@ static int hf_merges(hf_load *h, json_t *merges, model_err *err)
     } else if (json_array_size(m) == 2 && json_is_string(a) && json_is_string(b)) {
       size_t la = json_string_length(a), lb = json_string_length(b);
       if (la == 0 || memchr(json_string_value(a) + 1, ' ', la - 1))
-        return model_fail(err, MODEL_EINVAL, "%s: merge %zu: left token \"%.64s\" cannot be "
-                          "written as \"left right\"", h->path, r, json_string_value(a));
+        return model_fail(err, MODEL_EINVAL,
+                          "%s: merge %zu: left token \"%.64s\" cannot be "
+                          "written as \"left right\"",
+                          h->path, r, json_string_value(a));
       if ((h->merges[r] = malloc(la + lb + 2)))
         snprintf(h->merges[r], la + lb + 2, "%s %s", json_string_value(a), json_string_value(b));
     } else {
-      return model_fail(err, MODEL_ECORRUPT, "%s: merge %zu is neither \"left right\" nor "
-                        "[left, right]", h->path, r);
+      return model_fail(err, MODEL_ECORRUPT,
+                        "%s: merge %zu is neither \"left right\" nor "
+                        "[left, right]",
+                        h->path, r);
     }
     if (!h->merges[r])
       return model_fail(err, MODEL_ENOMEM, "%s: out of memory for merge %zu", h->path, r);
@@ -1239,12 +1244,15 @@ static int hf_special(hf_load *h, json_t *root, json_t *model, model_err *err)
   json_t *first = json_object_get(json_array_get(json_object_get(tp, "single"), 0), "SpecialToken");
   const char *name = json_string_value(json_object_get(first, "id"));
   if (name) {
-    json_t *ids = json_object_get(json_object_get(json_object_get(tp, "special_tokens"), name), "ids");
+    json_t *ids =
+        json_object_get(json_object_get(json_object_get(tp, "special_tokens"), name), "ids");
     json_t *id = json_array_get(ids, 0);
     sp->bos_id = json_is_integer(id) ? (int32_t)json_integer_value(id) : hf_token(h, name, 0);
     if (sp->bos_id < 0 || (size_t)sp->bos_id >= sp->n_vocab)
-      return model_fail(err, MODEL_ECORRUPT, "%s: post-processor token \"%.64s\" is not in the "
-                        "vocabulary", h->path, name);
+      return model_fail(err, MODEL_ECORRUPT,
+                        "%s: post-processor token \"%.64s\" is not in the "
+                        "vocabulary",
+                        h->path, name);
     sp->add_bos = 1;
   }
   for (size_t i = 0; sp->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
@@ -1263,13 +1271,17 @@ static int hf_kind(hf_load *h, json_t *root, json_t *model, model_err *err)
   json_t *bl = hf_find(pre, "pretokenizers", "ByteLevel");
   const char *bad = hf_other_pre(pre, bl ? "ByteLevel" : "Metaspace");
   if (bad)
-    return model_fail(err, MODEL_EINVAL, "%s: pre-tokenizer \"%.64s\" is not supported (only "
-                      "ByteLevel with GPT-2's regex, or Metaspace)", h->path, bad);
+    return model_fail(err, MODEL_EINVAL,
+                      "%s: pre-tokenizer \"%.64s\" is not supported (only "
+                      "ByteLevel with GPT-2's regex, or Metaspace)",
+                      h->path, bad);
   if (bl) {
     json_t *re = json_object_get(bl, "use_regex");
     if (json_is_true(json_object_get(bl, "add_prefix_space")) || json_is_false(re))
-      return model_fail(err, MODEL_EINVAL, "%s: ByteLevel with add_prefix_space or without "
-                        "use_regex is not supported", h->path);
+      return model_fail(err, MODEL_EINVAL,
+                        "%s: ByteLevel with add_prefix_space or without "
+                        "use_regex is not supported",
+                        h->path);
     h->spec.kind = TOK_BPE;
     return 0;
   }
@@ -1348,8 +1360,8 @@ int tok_load_hf_json(const char *path, tokenizer **out, model_err *err)
 #define T4 TOK_TYPE_NORMAL, TOK_TYPE_NORMAL, TOK_TYPE_NORMAL, TOK_TYPE_NORMAL
 #define T16 T4, T4, T4, T4
 #define T64 T16, T16, T16, T16
-static const int32_t bytes_types[TOK_BYTES_N_VOCAB] = {T64, T64, T64, T64, TOK_TYPE_CONTROL,
-                                                       TOK_TYPE_CONTROL};
+static const int32_t bytes_types[TOK_BYTES_N_VOCAB] = {
+    T64, T64, T64, T64, TOK_TYPE_CONTROL, TOK_TYPE_CONTROL};
 #undef T4
 #undef T16
 #undef T64

@@ -43,8 +43,9 @@ enum tok_type {
  * Which tokens encoding may produce: with types, those of type NORMAL or USER
  * (plus, for TOK_SPM, the BYTE tokens "<0xXX>" through byte fallback); without
  * types, every token except bos/eos/unk and, for TOK_SPM, "<0xXX>". Two such
- * tokens with the same string are an error (MODEL_ECORRUPT); duplicates among
- * the others are allowed (the first one is found when merges name it). */
+ * tokens with the same string are an error (MODEL_ECORRUPT); other duplicates
+ * are allowed (a merge naming the string means the encodable token, if any,
+ * else the first). */
 typedef struct tok_spec {
   enum tok_kind kind;
   size_t n_vocab;

@@ -22,8 +22,8 @@
 
 #include "model/tokenizer.h"
 
-#define G "\xC4\xA0"       /* GPT-2's encoded ' ' (U+0120) */
-#define SP "\xE2\x96\x81"  /* SentencePiece's ' ' (U+2581) */
+#define G "\xC4\xA0"      /* GPT-2's encoded ' ' (U+0120) */
+#define SP "\xE2\x96\x81" /* SentencePiece's ' ' (U+2581) */
 #define LEN(a) (sizeof(a) / sizeof *(a))
 #define STR(s) s, sizeof(s) - 1 /* a literal and its length, NULs included */
 
@@ -70,8 +70,14 @@ static tokenizer *make_bpe(const char *const *extra, size_t n_extra, const char 
   for (size_t i = 0; i < n_extra; i++)
     add(&v, extra[i], 0, 0);
   int32_t e = add(&v, eot, 0, 0);
-  tok_spec spec = {.kind = TOK_BPE, .n_vocab = v.n, .tokens = v.tok, .n_merges = n_merges,
-                   .merges = merges, .bos_id = e, .eos_id = e, .unk_id = -1};
+  tok_spec spec = {.kind = TOK_BPE,
+                   .n_vocab = v.n,
+                   .tokens = v.tok,
+                   .n_merges = n_merges,
+                   .merges = merges,
+                   .bos_id = e,
+                   .eos_id = e,
+                   .unk_id = -1};
   tokenizer *t = NULL;
   model_err err = {0};
   int rc = tok_new(&spec, &t, &err);
@@ -98,9 +104,16 @@ static void spm_base(vocab *v, int bytes)
 
 static tokenizer *make_spm(const vocab *v, int add_space_prefix, int add_bos)
 {
-  tok_spec spec = {.kind = TOK_SPM, .n_vocab = v->n, .tokens = v->tok, .scores = v->score,
-                   .types = v->type, .bos_id = SPM_BOS, .eos_id = SPM_EOS, .unk_id = SPM_UNK,
-                   .add_bos = add_bos, .add_space_prefix = add_space_prefix};
+  tok_spec spec = {.kind = TOK_SPM,
+                   .n_vocab = v->n,
+                   .tokens = v->tok,
+                   .scores = v->score,
+                   .types = v->type,
+                   .bos_id = SPM_BOS,
+                   .eos_id = SPM_EOS,
+                   .unk_id = SPM_UNK,
+                   .add_bos = add_bos,
+                   .add_space_prefix = add_space_prefix};
   tokenizer *t = NULL;
   model_err err = {0};
   int rc = tok_new(&spec, &t, &err);
@@ -157,9 +170,9 @@ static const struct {
 } samples[] = {
     {STR("")},
     {STR("Hello, world!")},
-    {STR("h\xC3\xA9llo caf\xC3\xA9")},                       /* é */
-    {STR("\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E")},             /* 日本語 */
-    {STR("smile \xF0\x9F\x98\x80!")},                          /* 😀 */
+    {STR("h\xC3\xA9llo caf\xC3\xA9")},             /* é */
+    {STR("\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E")}, /* 日本語 */
+    {STR("smile \xF0\x9F\x98\x80!")},              /* 😀 */
     {STR(" ")},
     {STR("   ")},
     {STR("  leading")},
@@ -170,8 +183,8 @@ static const struct {
     {STR("punct: (a), [b]; {c}! \"q\" 'x' it's we'll")},
     {STR("\xFF")},
     {STR("a\0b\0")},
-    {STR("\xC3(")},                  /* truncated two-byte sequence */
-    {STR("x\xE2\x82")},              /* truncated three-byte sequence */
+    {STR("\xC3(")},                 /* truncated two-byte sequence */
+    {STR("x\xE2\x82")},             /* truncated three-byte sequence */
     {STR("\xF0\x9F\x98 \xF0\x9F")}, /* truncated emoji */
     {STR("\xED\xA0\x80")},          /* surrogate */
     {STR("\xC0\x80\xC1\xBF")},      /* overlong */
@@ -193,8 +206,10 @@ static uint64_t next_rand(void)
 /* Random strings: raw bytes, or biased towards spaces, letters and UTF-8. */
 static size_t random_text(char *buf, size_t cap)
 {
-  static const char *const parts[] = {" ", "  ", "a", "b", "th", "e", "\n", "\t", "1",
-                                      "\xC3\xA9", "\xE6\x97\xA5", "\xF0\x9F\x98\x80", "'s", "!"};
+  static const char *const parts[] = {
+      " ",  "  ", "a", "b",        "th",           "e",
+      "\n", "\t", "1", "\xC3\xA9", "\xE6\x97\xA5", "\xF0\x9F\x98\x80",
+      "'s", "!"};
   size_t n = next_rand() % cap, len = 0;
   int raw = next_rand() % 2;
   while (len < n) {
@@ -345,7 +360,10 @@ static void test_gpt2_split(void **state)
   /* ['don', "'t", ' "', 'quote', '"', ' 3', '.', '14'] */
   expect_split(t, STR("don't \"quote\" 3.14"), (size_t[]){3, 5, 7, 12, 13, 15, 16, 18}, 8);
   /* invalid bytes are pieces of their own and match nothing, like the end */
-  expect_split(t, STR("ab\xFF\xFE" "cd"), (size_t[]){2, 3, 4, 6}, 4);
+  expect_split(t,
+               STR("ab\xFF\xFE"
+                   "cd"),
+               (size_t[]){2, 3, 4, 6}, 4);
   expect_split(t, STR("a \xFF b"), (size_t[]){1, 2, 3, 5}, 4);
   expect_split(t, STR("\xC3\xA9\xC3"), (size_t[]){2, 3}, 2);
   expect_split(t, STR("a\0b"), (size_t[]){1, 2, 3}, 3);
@@ -357,8 +375,8 @@ static void test_bpe_unknown_bytes(void **state)
 {
   (void)state;
   const char *tok[] = {"a", "b", "<unk>"};
-  tok_spec spec = {.kind = TOK_BPE, .n_vocab = 2, .tokens = tok, .bos_id = -1, .eos_id = -1,
-                   .unk_id = -1};
+  tok_spec spec = {
+      .kind = TOK_BPE, .n_vocab = 2, .tokens = tok, .bos_id = -1, .eos_id = -1, .unk_id = -1};
   tokenizer *t = NULL;
   int32_t *ids = NULL;
   size_t n = 0;
@@ -379,11 +397,11 @@ static void test_bpe_unknown_bytes(void **state)
 static void test_bpe_round_trip(void **state)
 {
   (void)state;
-#define NL "\xC4\x8A"           /* '\n' */
+#define NL "\xC4\x8A"              /* '\n' */
 #define E_ACUTE "\xC3\x83\xC2\xA9" /* é: bytes C3 A9 as GPT-2 characters */
   static const char *const extra[] = {G "t", "he", G "the", "in", G G, G G G, "ll", E_ACUTE, NL NL};
-  static const char *const merges[] = {G " t", "h e", G "t he", "i n", G " " G, G G " " G, "l l",
-                                       "\xC3\x83 \xC2\xA9", NL " " NL};
+  static const char *const merges[] = {
+      G " t", "h e", G "t he", "i n", G " " G, G G " " G, "l l", "\xC3\x83 \xC2\xA9", NL " " NL};
   tokenizer *t = make_bpe(extra, LEN(extra), merges, LEN(merges));
   for (size_t i = 0; i < LEN(samples); i++)
     expect_round_trip(t, samples[i].s, samples[i].len);
@@ -476,10 +494,12 @@ static void test_spm_space_and_fallback(void **state)
   /* é is not a token: its two bytes */
   expect_ids(t, STR("\xC3\xA9"), 0, (int32_t[]){sp, SPM_BYTE0 + 0xC3, SPM_BYTE0 + 0xA9}, 3);
   /* an invalid byte, NUL */
-  expect_ids(t, STR("\xFF" "a\0"), 0, (int32_t[]){sp, SPM_BYTE0 + 0xFF, a, SPM_BYTE0}, 4);
+  expect_ids(t,
+             STR("\xFF"
+                 "a\0"),
+             0, (int32_t[]){sp, SPM_BYTE0 + 0xFF, a, SPM_BYTE0}, 4);
   /* control and byte token strings are text */
-  expect_ids(t, STR("<s>"), 0,
-             (int32_t[]){sp, SPM_BYTE0 + '<', SPM_BYTE0 + 's', SPM_BYTE0 + '>'},
+  expect_ids(t, STR("<s>"), 0, (int32_t[]){sp, SPM_BYTE0 + '<', SPM_BYTE0 + 's', SPM_BYTE0 + '>'},
              4);
   char *text = NULL;
   size_t len = 0;
@@ -509,8 +529,14 @@ static void test_spm_unknown(void **state)
   /* one unknown token per symbol that has no token */
   expect_ids(t, STR("xa\xC3\xA9\xFF"), 0, (int32_t[]){SPM_UNK, a, SPM_UNK, SPM_UNK}, 4);
   tok_free(t);
-  tok_spec spec = {.kind = TOK_SPM, .n_vocab = v.n, .tokens = v.tok, .scores = v.score,
-                   .types = v.type, .bos_id = -1, .eos_id = -1, .unk_id = -1};
+  tok_spec spec = {.kind = TOK_SPM,
+                   .n_vocab = v.n,
+                   .tokens = v.tok,
+                   .scores = v.score,
+                   .types = v.type,
+                   .bos_id = -1,
+                   .eos_id = -1,
+                   .unk_id = -1};
   int32_t *ids = NULL;
   size_t n = 0;
   model_err err = {0};
@@ -525,9 +551,9 @@ static tokenizer *make_spm_full(void)
   static vocab v;
   memset(&v, 0, sizeof v);
   spm_base(&v, 1);
-  static const char *const pieces[] = {SP,       "t",  "h",  "e",      SP "t", "he", SP "the",
-                                       "in",     "g",  "i",  SP "in",  "n",    "a",  SP SP,
-                                       SP SP SP, "\n", "1",  "\xC3\xA9", "s",  "'"};
+  static const char *const pieces[] = {SP,       "t",  "h", "e",        SP "t", "he", SP "the",
+                                       "in",     "g",  "i", SP "in",    "n",    "a",  SP SP,
+                                       SP SP SP, "\n", "1", "\xC3\xA9", "s",    "'"};
   for (size_t i = 0; i < LEN(pieces); i++)
     add(&v, pieces[i], -(float)i, 1);
   return make_spm(&v, 1, 1);
@@ -637,8 +663,8 @@ static void test_new_errors(void **state)
   const char *nospace[] = {"ab"};
   int32_t types[] = {1, 1, 1, 3};
   int32_t badtype[] = {1, 1, 1, 9};
-  tok_spec s = {.kind = TOK_BPE, .n_vocab = 3, .tokens = tok, .bos_id = -1, .eos_id = -1,
-                .unk_id = -1};
+  tok_spec s = {
+      .kind = TOK_BPE, .n_vocab = 3, .tokens = tok, .bos_id = -1, .eos_id = -1, .unk_id = -1};
   tok_spec e = s;
   e.kind = 7;
   expect_new_fails(&e, MODEL_EINVAL, "kind");
@@ -734,10 +760,12 @@ static void expect_json_fails(void **state, const char *json, int code, const ch
 }
 
 #define GPT2_VOCAB "{\"H\": 0, \"i\": 1, \"" G "\": 2, \"Hi\": 3, \"" G "Hi\": 4, \"!\": 5}"
-#define GPT2_PRE "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, " \
-                 "\"trim_offsets\": true, \"use_regex\": true}"
-#define GPT2_ADDED "\"added_tokens\": [{\"id\": 6, \"content\": \"<|endoftext|>\", " \
-                   "\"special\": true}]"
+#define GPT2_PRE                                                                                   \
+  "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "                     \
+  "\"trim_offsets\": true, \"use_regex\": true}"
+#define GPT2_ADDED                                                                                 \
+  "\"added_tokens\": [{\"id\": 6, \"content\": \"<|endoftext|>\", "                                \
+  "\"special\": true}]"
 
 static void check_gpt2_json(const tokenizer *t)
 {
@@ -778,28 +806,29 @@ static void test_json_gpt2(void **state)
  * TemplateProcessing post-processor, scores from merge ranks. */
 static char *llama_json(void)
 {
-  static const char *const pieces[] = {SP, "h", "e", "l", "o", SP "h", "ll", SP "he", SP "hell",
-                                       SP "hello"};
+  static const char *const pieces[] = {SP,     "h",  "e",     "l",       "o",
+                                       SP "h", "ll", SP "he", SP "hell", SP "hello"};
   size_t cap = 16384, n = 0;
   char *j = malloc(cap);
   assert_non_null(j);
-  n += (size_t)snprintf(j + n, cap - n,
-                        "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true},"
-                        " {\"id\": 1, \"content\": \"<s>\", \"special\": true},"
-                        " {\"id\": 2, \"content\": \"</s>\", \"special\": true}],"
-                        " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
-                        "{\"type\": \"Prepend\", \"prepend\": \"" SP "\"},"
-                        " {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": "
-                        "\"" SP "\"}]},"
-                        " \"pre_tokenizer\": null,"
-                        " \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": ["
-                        "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
-                        " {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
-                        " \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1],"
-                        " \"tokens\": [\"<s>\"]}}},"
-                        " \"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\","
-                        " \"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1,"
-                        " \"</s>\": 2");
+  n +=
+      (size_t)snprintf(j + n, cap - n,
+                       "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true},"
+                       " {\"id\": 1, \"content\": \"<s>\", \"special\": true},"
+                       " {\"id\": 2, \"content\": \"</s>\", \"special\": true}],"
+                       " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
+                       "{\"type\": \"Prepend\", \"prepend\": \"" SP "\"},"
+                       " {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": "
+                       "\"" SP "\"}]},"
+                       " \"pre_tokenizer\": null,"
+                       " \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": ["
+                       "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
+                       " {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
+                       " \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1],"
+                       " \"tokens\": [\"<s>\"]}}},"
+                       " \"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\","
+                       " \"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1,"
+                       " \"</s>\": 2");
   for (int b = 0; b < 256; b++)
     n += (size_t)snprintf(j + n, cap - n, ", \"<0x%02X>\": %d", b, 3 + b);
   for (size_t i = 0; i < LEN(pieces); i++)
@@ -887,8 +916,8 @@ static void test_json_errors(void **state)
                     "{\"added_tokens\": [{\"id\": 0, \"content\": \"z\", \"special\": true}], "
                     "\"model\": {\"vocab\": {\"a\": 0}}}",
                     MODEL_ECORRUPT, "\"z\"");
-  expect_json_fails(state, "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [7]}}",
-                    MODEL_ECORRUPT, "merge 0");
+  expect_json_fails(state, "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [7]}}", MODEL_ECORRUPT,
+                    "merge 0");
   expect_json_fails(state,
                     "{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
                     "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"x\"}}, "
