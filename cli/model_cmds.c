@@ -299,6 +299,7 @@ int cmd_info(int argc, char **argv)
          k->n_layer, k->n_embd, k->n_head, k->n_kv_head, k->n_ff, k->n_vocab, k->n_ctx,
          (double)k->norm_eps);
   printf("parameters: %zu (%.1f MB as float32)\n", m->n_params, (double)m->n_params * 4 / 1e6);
+  printf("matrix multiply: %s\n", model_blas_info());
   if (m->tok)
     printf("tokenizer: %zu tokens, bos %d, eos %d\n", tok_n_vocab(m->tok), tok_bos(m->tok),
            tok_eos(m->tok));

@@ -35,6 +35,7 @@ static int n_threads = 1;
 
 void model_set_threads(int threads)
 {
+  (void)model_blas_info; /* links model/blis_arch.c: see there */
   n_threads = threads > 0 ? threads : 1;
   bli_thread_set_num_threads(n_threads);
 }

@@ -112,6 +112,8 @@ typedef struct model_ws model_ws;
 int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err);
 void model_ws_free(model_ws *ws);
 void model_set_threads(int threads);
+/* "BLIS 0.9.0, skx kernels (chosen by zotune)": the GEMM in use. */
+const char *model_blas_info(void);
 
 /* Runs the blocks and the final norm; the hidden states stay in ws. */
 int model_forward(const model *m, const model_view *v, const model_batch *b, model_ws *ws,
