@@ -342,6 +342,8 @@ int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int
       seqs[k++] = &d->ex[i].seqs[c];
   if (batch < 1)
     batch = 1;
+  if ((size_t)batch > total)
+    batch = (int)total;
   model_set_threads(threads);
   if (rv == 0)
     rv = model_ws_new(m, batch, max_seq_len(d), &ws, err);
@@ -351,11 +353,7 @@ int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int
     int n = total - s0 < (size_t)batch ? (int)(total - s0) : batch;
     model_batch b;
     model_view mv = lm_view_set(view, theta, NULL, 0.0f, threads);
-    /* A short last batch still uses the workspace's B rows: pad with copies. */
-    lm_seq *rows[batch];
-    for (int r = 0; r < batch; r++)
-      rows[r] = seqs[s0 + (size_t)(r < n ? r : 0)];
-    if ((rv = fill_batch(&bb, rows, batch, &b, err)) != 0 ||
+    if ((rv = fill_batch(&bb, seqs + s0, n, &b, err)) != 0 ||
         (rv = model_forward(m, &mv, &b, ws, err)) != 0)
       break;
     double sums[batch];

@@ -17,7 +17,7 @@
 
 struct model_ws {
   int B, T;
-  int cur_T; /* T of the batch the last model_forward ran */
+  int cur_B, cur_T; /* shape of the batch the last model_forward ran */
   float *x;     /* (B*T, dim) residual stream */
   float *xb;    /* (B*T, dim) normed input of a sublayer */
   float *qkv;   /* (B*T, dim + 2*kv_dim) */
@@ -25,7 +25,7 @@ struct model_ws {
   float *hb;    /* (B*T, ff) */
   float *hb2;   /* (B*T, ff) */
   float *hidden; /* (B*T, dim) after the final norm */
-  float *scores; /* (threads, T) */
+  float *scores; /* (max_threads, T, T) */
   float *rope_cos, *rope_sin; /* (T, head_dim/2) */
   float *logits; /* (B*T or VOCAB_CHUNK rows, VOCAB_CHUNK) */
   int max_threads;
@@ -70,7 +70,7 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
     return model_fail(err, MODEL_ENOMEM, "out of memory");
   ws->B = B;
   ws->T = T;
-  ws->max_threads = 64;
+  ws->max_threads = n_threads; /* one T x T score buffer per attention thread */
   ws->x = malloc(bt * d * sizeof(float));
   ws->xb = malloc(bt * d * sizeof(float));
   ws->qkv = malloc(bt * (d + 2 * kvd) * sizeof(float));
@@ -78,7 +78,7 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   ws->hb = malloc(bt * (size_t)c->n_ff * sizeof(float));
   ws->hb2 = malloc(bt * (size_t)c->n_ff * sizeof(float));
   ws->hidden = malloc(bt * d * sizeof(float));
-  ws->scores = malloc((size_t)ws->max_threads * T * sizeof(float));
+  ws->scores = malloc((size_t)ws->max_threads * T * T * sizeof(float));
   ws->rope_cos = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
   ws->rope_sin = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
   ws->logits = malloc((bt > VOCAB_CHUNK ? bt : VOCAB_CHUNK) * VOCAB_CHUNK * sizeof(float));
@@ -182,54 +182,61 @@ static void rope(float *x, int n_heads, int hd, const float *cs, const float *sn
 }
 
 /* Causal multi-head attention of every sequence; grouped-query heads share
- * K and V. Rows past a sequence's length are left zero. */
+ * K and V. One job per (sequence, head), spread over threads, each doing
+ * S = Q K^T and O = P V as single-threaded GEMMs on strided views of the
+ * qkv buffer. Rows past a sequence's length are left zero. */
 static void attention(const model *m, const model_batch *b, model_ws *ws)
 {
   const model_config *c = &m->cfg;
   const int d = c->n_embd, hd = d / c->n_head, kvd = hd * c->n_kv_head;
   const int ld = d + 2 * kvd, group = c->n_head / c->n_kv_head, T = b->T;
-  const float scale = 1.0f / sqrtf((float)hd);
+  float scale = 1.0f / sqrtf((float)hd), zero = 0.0f, one = 1.0f;
   long long jobs = (long long)b->B * c->n_head;
   memset(ws->att, 0, (size_t)b->B * T * d * sizeof(float));
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic)
+  int nt = n_threads < ws->max_threads ? n_threads : ws->max_threads;
+#pragma omp parallel for num_threads(nt) schedule(dynamic)
   for (long long job = 0; job < jobs; job++) {
-    int s = (int)(job / c->n_head), h = (int)(job % c->n_head), kvh = h / group;
+    int s = (int)(job / c->n_head), h = (int)(job % c->n_head), kvh = h / group, L = b->len[s];
     int tid = 0;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
-    float *sc = ws->scores + (size_t)(tid % ws->max_threads) * T;
-    const float *base = ws->qkv + (size_t)s * T * ld;
-    for (int t = 0; t < b->len[s]; t++) {
-      const float *q = base + (size_t)t * ld + h * hd;
-      float mx = -INFINITY;
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &rntm);
+    float *S = ws->scores + (size_t)tid * T * T;
+    float *base = ws->qkv + (size_t)s * T * ld;
+    float *q = base + h * hd, *k = base + d + kvh * hd, *v = base + d + kvd + kvh * hd;
+    float *o = ws->att + (size_t)s * T * d + h * hd;
+    /* S (L x L) = scale * Q (L x hd) K^T */
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, L, L, hd, &scale, q, ld, 1, k, ld, 1, &zero,
+                 S, T, 1, NULL, &rntm);
+    for (int t = 0; t < L; t++) {
+      float *row = S + (size_t)t * T, mx = row[0], sum = 0;
+      for (int u = 1; u <= t; u++)
+        mx = row[u] > mx ? row[u] : mx;
       for (int u = 0; u <= t; u++) {
-        const float *k = base + (size_t)u * ld + d + kvh * hd;
-        float dot = 0;
-        for (int i = 0; i < hd; i++)
-          dot += q[i] * k[i];
-        sc[u] = dot * scale;
-        mx = sc[u] > mx ? sc[u] : mx;
+        row[u] = expf(row[u] - mx);
+        sum += row[u];
       }
-      float sum = 0;
-      for (int u = 0; u <= t; u++) {
-        sc[u] = expf(sc[u] - mx);
-        sum += sc[u];
-      }
-      float *o = ws->att + ((size_t)s * T + t) * d + h * hd;
-      for (int u = 0; u <= t; u++) {
-        const float *vv = base + (size_t)u * ld + d + kvd + kvh * hd;
-        float p = sc[u] / sum;
-        for (int i = 0; i < hd; i++)
-          o[i] += p * vv[i];
-      }
+      float inv = 1.0f / sum;
+      for (int u = 0; u <= t; u++)
+        row[u] *= inv;
+      for (int u = t + 1; u < L; u++)
+        row[u] = 0.0f; /* causal mask */
     }
+    /* O (L x hd) = P (L x L) V (L x hd) */
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, L, hd, L, &one, S, T, 1, v, ld, 1, &zero,
+                 o, d, 1, NULL, &rntm);
   }
 }
 
+/* GELU, tanh approximation (GPT-2). tanh(y) = 1 - 2 / (exp(2y) + 1): one
+ * expf instead of libm's tanhf, which costs 15x more here. */
 static float gelu(float x)
 {
-  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  float t = 1.0f - 2.0f / (expf(2.0f * y) + 1.0f);
+  return 0.5f * x * (1.0f + t);
 }
 
 static float silu(float x)
@@ -239,7 +246,7 @@ static float silu(float x)
 
 static int check_batch(const model *m, const model_batch *b, const model_ws *ws, model_err *err)
 {
-  if (b->B != ws->B || b->T > ws->T || b->T < 1)
+  if (b->B < 1 || b->B > ws->B || b->T > ws->T || b->T < 1)
     return model_fail(err, MODEL_EINVAL, "batch %d x %d does not fit the workspace %d x %d",
                       b->B, b->T, ws->B, ws->T);
   for (int s = 0; s < b->B; s++) {
@@ -265,6 +272,7 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
   int rv = check_batch(m, b, ws, err);
   if (rv != 0)
     return rv;
+  ws->cur_B = b->B;
   ws->cur_T = T;
 
   /* Embeddings: one row of the token table per position (padding included,
@@ -328,7 +336,7 @@ int model_logits_at(const model *m, const model_view *v, const model_ws *ws, int
                     float *out, model_err *err)
 {
   const int d = m->cfg.n_embd, V = m->cfg.n_vocab;
-  if (s < 0 || s >= ws->B || t < 0 || t >= ws->cur_T)
+  if (s < 0 || s >= ws->cur_B || t < 0 || t >= ws->cur_T)
     return model_fail(err, MODEL_EINVAL, "position (%d, %d) outside the batch", s, t);
   const float *h = ws->hidden + ((size_t)s * ws->cur_T + t) * d;
   for (int v0 = 0; v0 < V; v0 += VOCAB_CHUNK) {

@@ -108,6 +108,7 @@ typedef struct model_batch {
   const uint8_t *target; /* B*T, or NULL */
 } model_batch;
 
+/* A workspace for batches of up to B sequences of up to T tokens. */
 typedef struct model_ws model_ws;
 int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err);
 void model_ws_free(model_ws *ws);
