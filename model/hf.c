@@ -123,17 +123,19 @@ static int cfg_only(const cfgfile *c, const char *key, const char *const *allowe
                     json_is_string(v) ? json_string_value(v) : "(not a string)", allowed[0]);
 }
 
+enum hf_family { HF_LLAMA, HF_MISTRAL, HF_QWEN2, HF_GPT2 };
+
 /* The family from "architectures" (first entry) or, failing that,
  * "model_type". */
-static int cfg_arch(const cfgfile *c, model_config *cfg)
+static int cfg_family(const cfgfile *c, enum hf_family *fam)
 {
   static const struct {
-    const char *cls, *type, *name;
-    enum model_arch arch;
-  } known[] = {{"LlamaForCausalLM", "llama", "llama", MODEL_LLAMA},
-               {"MistralForCausalLM", "mistral", "llama", MODEL_LLAMA},
-               {"Qwen2ForCausalLM", "qwen2", "qwen2", MODEL_LLAMA},
-               {"GPT2LMHeadModel", "gpt2", "gpt2", MODEL_GPT2}};
+    const char *cls, *type;
+    enum hf_family fam;
+  } known[] = {{"LlamaForCausalLM", "llama", HF_LLAMA},
+               {"MistralForCausalLM", "mistral", HF_MISTRAL},
+               {"Qwen2ForCausalLM", "qwen2", HF_QWEN2},
+               {"GPT2LMHeadModel", "gpt2", HF_GPT2}};
   json_t *archs = json_object_get(c->root, "architectures");
   json_t *type = json_object_get(c->root, "model_type");
   const char *key = "architectures", *s = NULL;
@@ -150,13 +152,116 @@ static int cfg_arch(const cfgfile *c, model_config *cfg)
   }
   for (size_t i = 0; s && i < sizeof known / sizeof known[0]; i++) {
     if (strcmp(s, by_class ? known[i].cls : known[i].type) == 0) {
-      cfg->arch = known[i].arch;
-      snprintf(cfg->name, sizeof cfg->name, "%s", known[i].name);
+      *fam = known[i].fam;
       return 0;
     }
   }
   return model_fail(c->err, MODEL_EINVAL,
-                    "%s: %s \"%s\" not supported (LlamaForCausalLM, MistralForCausalLM, "
+                    "%s: %s \"%.64s\" not supported (LlamaForCausalLM, MistralForCausalLM, "
                     "Qwen2ForCausalLM, GPT2LMHeadModel)",
                     c->path, key, s ? s : "(not a string)");
+}
+
+/* Only the plain rotary embedding: rope_scaling null, or of type "default". */
+static int cfg_rope_scaling(const cfgfile *c)
+{
+  json_t *v = json_object_get(c->root, "rope_scaling");
+  if (!v || json_is_null(v))
+    return 0;
+  json_t *t = json_object_get(v, "rope_type");
+  if (!t)
+    t = json_object_get(v, "type");
+  const char *s = json_string_value(t);
+  if (s && strcmp(s, "default") == 0)
+    return 0;
+  return model_fail(c->err, MODEL_EINVAL, "%s: rope_scaling (type %.64s) not supported",
+                    c->path, s ? s : "?");
+}
+
+static int cfg_llama(const cfgfile *c, enum hf_family fam, model_config *cfg)
+{
+  static const char *const silu[] = {"silu", NULL};
+  const int ctx_default = fam == HF_QWEN2 ? 32768 : fam == HF_MISTRAL ? 131072 : 2048;
+  int rc, head_dim, bias, mlp_bias, use_window = fam == HF_MISTRAL, window = 0;
+  double eps, theta;
+  cfg->arch = MODEL_LLAMA;
+  cfg->rope = MODEL_ROPE_HALF;
+  snprintf(cfg->name, sizeof cfg->name, "%s", fam == HF_QWEN2 ? "qwen2" : "llama");
+  if ((rc = cfg_int(c, "hidden_size", -1, &cfg->n_embd)) ||
+      (rc = cfg_int(c, "intermediate_size", -1, &cfg->n_ff)) ||
+      (rc = cfg_int(c, "num_hidden_layers", -1, &cfg->n_layer)) ||
+      (rc = cfg_int(c, "num_attention_heads", -1, &cfg->n_head)) ||
+      (rc = cfg_int(c, "vocab_size", -1, &cfg->n_vocab)) ||
+      (rc = cfg_int(c, "num_key_value_heads", cfg->n_head, &cfg->n_kv_head)) ||
+      (rc = cfg_int(c, "max_position_embeddings", ctx_default, &cfg->n_ctx)) ||
+      (rc = cfg_int(c, "head_dim", cfg->n_embd / cfg->n_head, &head_dim)) ||
+      (rc = cfg_num(c, "rms_norm_eps", 1e-6, &eps)) ||
+      (rc = cfg_num(c, "rope_theta", 10000.0, &theta)) ||
+      (rc = cfg_bool(c, "tie_word_embeddings", 0, &cfg->tied)) ||
+      (rc = cfg_bool(c, "attention_bias", 0, &bias)) ||
+      (rc = cfg_bool(c, "mlp_bias", 0, &mlp_bias)) || (rc = cfg_only(c, "hidden_act", silu)) ||
+      (rc = cfg_rope_scaling(c)))
+    return rc;
+  if (head_dim * cfg->n_head != cfg->n_embd)
+    return model_fail(c->err, MODEL_EINVAL,
+                      "%s: head_dim %d times num_attention_heads %d is not hidden_size %d: not "
+                      "supported",
+                      c->path, head_dim, cfg->n_head, cfg->n_embd);
+  if (mlp_bias)
+    return model_fail(c->err, MODEL_EINVAL, "%s: mlp_bias true not supported", c->path);
+  cfg->norm_eps = (float)eps;
+  cfg->rope_theta = (float)theta;
+  cfg->qkv_bias = fam == HF_QWEN2 || bias;
+  /* Within the sliding window, windowed attention is full attention: keep
+   * sequences inside it rather than implement the window. */
+  if (fam == HF_QWEN2 && (rc = cfg_bool(c, "use_sliding_window", 0, &use_window)) != 0)
+    return rc;
+  if (use_window && (rc = cfg_int(c, "sliding_window", 0, &window)) != 0)
+    return rc;
+  if (window > 0 && window < cfg->n_ctx)
+    cfg->n_ctx = window;
+  return 0;
+}
+
+static int cfg_gpt2(const cfgfile *c, model_config *cfg)
+{
+  static const char *const gelu_tanh[] = {"gelu_new", "gelu_pytorch_tanh", NULL};
+  int rc, scale, by_layer;
+  double eps;
+  cfg->arch = MODEL_GPT2;
+  snprintf(cfg->name, sizeof cfg->name, "gpt2");
+  if ((rc = cfg_int(c, "n_embd", -1, &cfg->n_embd)) ||
+      (rc = cfg_int(c, "n_layer", -1, &cfg->n_layer)) ||
+      (rc = cfg_int(c, "n_head", -1, &cfg->n_head)) ||
+      (rc = cfg_int(c, "n_positions", -1, &cfg->n_ctx)) ||
+      (rc = cfg_int(c, "vocab_size", -1, &cfg->n_vocab)) ||
+      (rc = cfg_int(c, "n_inner", 4 * cfg->n_embd, &cfg->n_ff)) ||
+      (rc = cfg_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
+      (rc = cfg_bool(c, "tie_word_embeddings", 1, &cfg->tied)) ||
+      (rc = cfg_bool(c, "scale_attn_weights", 1, &scale)) ||
+      (rc = cfg_bool(c, "scale_attn_by_inverse_layer_idx", 0, &by_layer)) ||
+      (rc = cfg_only(c, "activation_function", gelu_tanh)))
+    return rc;
+  if (!scale || by_layer)
+    return model_fail(c->err, MODEL_EINVAL,
+                      "%s: attention scaling other than 1/sqrt(head size) not supported "
+                      "(scale_attn_weights, scale_attn_by_inverse_layer_idx)",
+                      c->path);
+  cfg->n_kv_head = cfg->n_head;
+  cfg->norm_eps = (float)eps;
+  cfg->rope_theta = 10000.0f;
+  return 0;
+}
+
+static int read_config(const char *path, model_config *cfg, enum hf_family *fam, model_err *err)
+{
+  cfgfile c = {NULL, path, err};
+  int rc = load_json(path, &c.root, err);
+  if (rc != 0)
+    return rc;
+  memset(cfg, 0, sizeof *cfg);
+  if ((rc = cfg_family(&c, fam)) == 0)
+    rc = *fam == HF_GPT2 ? cfg_gpt2(&c, cfg) : cfg_llama(&c, *fam, cfg);
+  json_decref(c.root);
+  return rc;
 }
