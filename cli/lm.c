@@ -1,7 +1,9 @@
 /* cli lm: JSONL data, evaluation, and the perturbed-model objective. */
 #include "cli/lm.h"
 
+#include <fnmatch.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,10 +201,82 @@ int lm_data_load(const char *path, const model *m, int max_len, lm_data *d, mode
   return rv;
 }
 
+/* ---- tuned sets ---------------------------------------------------------------- */
+
+void lm_tuned_free(lm_tuned *t)
+{
+  free(t->packed);
+  memset(t, 0, sizeof *t);
+}
+
+static int tensor_layer(const char *name)
+{
+  int l;
+  return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
+}
+
+int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err)
+{
+  int lo = 0, hi = -1, all = strcmp(spec, "all") == 0, layers = 0;
+  memset(t, 0, sizeof *t);
+  if (strncmp(spec, "layers:", 7) == 0) {
+    char tail;
+    if (sscanf(spec + 7, "%d-%d%c", &lo, &hi, &tail) != 2 || lo < 0 || hi < lo)
+      return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": expected layers:A-B with 0 <= A <= B",
+                        spec);
+    if (hi >= m->cfg.n_layer)
+      return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": the model has layers 0-%d", spec,
+                        m->cfg.n_layer - 1);
+    layers = 1;
+  }
+  t->packed = malloc((size_t)m->n_tensors * sizeof *t->packed);
+  if (!t->packed)
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  for (int i = 0; i < m->n_tensors; i++) {
+    const char *name = m->tensors[i].name;
+    int on = all;
+    if (layers) {
+      int l = tensor_layer(name);
+      on = l >= lo && l <= hi;
+    } else if (!all) {
+      char *save = NULL, *copy = strdup(spec);
+      for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p && !on; p = strtok_r(NULL, ",", &save))
+        on = fnmatch(p, name, 0) == 0;
+      free(copy);
+    }
+    t->packed[i] = on ? t->dim : SIZE_MAX;
+    if (on) {
+      t->dim += m->tensors[i].n;
+      t->n_tuned++;
+    }
+  }
+  if (t->n_tuned == 0) {
+    lm_tuned_free(t);
+    return model_fail(err, MODEL_EINVAL, "tuned set \"%s\" matches no tensor (see zotune info "
+                                         "--tensors)", spec);
+  }
+  return 0;
+}
+
+void lm_tuned_pack(const model *m, const lm_tuned *t, const float *params, float *packed)
+{
+  for (int i = 0; i < m->n_tensors; i++)
+    if (t->packed[i] != SIZE_MAX)
+      memcpy(packed + t->packed[i], params + m->tensors[i].offset, m->tensors[i].n * sizeof(float));
+}
+
+void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, float *params)
+{
+  for (int i = 0; i < m->n_tensors; i++)
+    if (t->packed[i] != SIZE_MAX)
+      memcpy(params + m->tensors[i].offset, packed + t->packed[i], m->tensors[i].n * sizeof(float));
+}
+
 /* ---- views ------------------------------------------------------------------ */
 
 struct lm_view {
   const model *m;
+  const lm_tuned *tuned;
   const float *theta;
   zo_dir dir;
   int has_dir;
@@ -216,21 +290,25 @@ static const float *view_get(void *ctx, int t, size_t first, size_t n)
 {
   lm_view *v = ctx;
   const model_tensor *T = &v->m->tensors[t];
-  const float *base = v->theta + T->offset + first;
+  size_t at = v->tuned ? v->tuned->packed[t] : T->offset;
+  if (at == SIZE_MAX) /* frozen: the model's own values */
+    return v->m->params + T->offset + first;
+  const float *base = v->theta + at + first;
   if (!v->has_dir || n > v->cap) /* n > cap cannot happen: model_max_slice bounds it */
     return base;
   float *dst = v->buf[v->next];
   v->next ^= 1;
-  rng_axpy_mt(v->dir.dist, &v->dir.stream, T->offset + first, n, v->eps, base, dst, v->threads);
+  rng_axpy_mt(v->dir.dist, &v->dir.stream, at + first, n, v->eps, base, dst, v->threads);
   return dst;
 }
 
-int lm_view_new(const model *m, lm_view **out, model_err *err)
+int lm_view_new(const model *m, const lm_tuned *tuned, lm_view **out, model_err *err)
 {
   lm_view *v = calloc(1, sizeof *v);
   if (!v)
     return model_fail(err, MODEL_ENOMEM, "out of memory");
   v->m = m;
+  v->tuned = tuned;
   v->cap = model_max_slice(m);
   v->buf[0] = malloc(v->cap * sizeof(float));
   v->buf[1] = malloc(v->cap * sizeof(float));
@@ -348,7 +426,7 @@ int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int
   if (rv == 0)
     rv = model_ws_new(m, batch, max_seq_len(d), &ws, err);
   if (rv == 0)
-    rv = lm_view_new(m, &view, err);
+    rv = lm_view_new(m, NULL, &view, err);
   for (size_t s0 = 0; rv == 0 && s0 < total; s0 += (size_t)batch) {
     int n = total - s0 < (size_t)batch ? (int)(total - s0) : batch;
     model_batch b;
@@ -491,8 +569,9 @@ void lm_objective_free(lm_objective *o)
   free(o);
 }
 
-int lm_objective_new(const model *m, const lm_data *d, int batch, int shard, int shards,
-                     int threads, lm_objective **out, zo_objective *obj, model_err *err)
+int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, int batch,
+                     int shard, int shards, int threads, lm_objective **out, zo_objective *obj,
+                     model_err *err)
 {
   if (batch < 1 || shards < 1 || shard < 0 || shard >= shards)
     return model_fail(err, MODEL_EINVAL, "batch %d, shard %d/%d out of range", batch, shard,
@@ -516,12 +595,12 @@ int lm_objective_new(const model *m, const lm_data *d, int batch, int shard, int
   if (rv == 0)
     rv = model_ws_new(m, batch, max_seq_len(d), &o->ws, err);
   if (rv == 0)
-    rv = lm_view_new(m, &o->view, err);
+    rv = lm_view_new(m, tuned, &o->view, err);
   if (rv != 0) {
     lm_objective_free(o);
     return rv;
   }
-  obj->dim = m->n_params;
+  obj->dim = tuned ? tuned->dim : m->n_params;
   obj->ctx = o;
   obj->loss_pm = obj_loss_pm;
   obj->loss = obj_loss;

@@ -56,9 +56,29 @@ typedef struct lm_eval_result {
 int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int threads,
             lm_eval_result *res, model_err *err);
 
-/* A view of the weights theta + eps*z (z from dir) for the forward pass. */
+/* Which tensors are tuned: zo/ sees only them, packed in canonical tensor
+ * order into one vector of dim floats; every other tensor keeps the model's
+ * own (base) values. */
+typedef struct lm_tuned {
+  size_t *packed; /* per model tensor: offset in the packed vector, or SIZE_MAX (frozen) */
+  size_t dim;
+  int n_tuned;
+} lm_tuned;
+/* spec: "all"; "layers:A-B" (blocks A..B, both included); or comma-separated
+ * shell patterns over tensor names ("blk.*.attn_q.weight,output_norm.*").
+ * Matching nothing is an error naming the spec. */
+int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err);
+void lm_tuned_free(lm_tuned *t);
+/* packed <- the tuned tensors of params; params <- packed (for export). */
+void lm_tuned_pack(const model *m, const lm_tuned *t, const float *params, float *packed);
+void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, float *params);
+
+/* A view of the weights for the forward pass: tuned tensors from a packed
+ * vector theta (+ eps*z, z from dir, indexed in the packed space), frozen
+ * tensors from the model's parameters. tuned NULL: every tensor is tuned and
+ * theta is laid out like m->params. */
 typedef struct lm_view lm_view;
-int lm_view_new(const model *m, lm_view **out, model_err *err);
+int lm_view_new(const model *m, const lm_tuned *tuned, lm_view **out, model_err *err);
 void lm_view_free(lm_view *v);
 /* Points the view at theta and direction dir with scale eps (eps 0 or dir
  * NULL: plain theta); returns the model_view to hand to model_forward. */
@@ -69,8 +89,9 @@ typedef struct lm_objective lm_objective;
 /* The objective of m on d with batches of `batch` examples sampled with
  * replacement (per (step, slot, dir) from RNG_BATCH) from the examples
  * whose index i has i % shards == shard. */
-int lm_objective_new(const model *m, const lm_data *d, int batch, int shard, int shards,
-                     int threads, lm_objective **out, zo_objective *obj, model_err *err);
+int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, int batch,
+                     int shard, int shards, int threads, lm_objective **out, zo_objective *obj,
+                     model_err *err);
 void lm_objective_free(lm_objective *o);
 
 #endif

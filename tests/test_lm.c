@@ -58,7 +58,7 @@ static void perturbed_equals_materialised(const char *name, enum rng_dist dist)
   int len[2] = {9, 4};
   model_batch batch = {2, 9, tokens, len, NULL};
   zo_dir dir = {rng_make(99, 7, RNG_PERTURB, 1, 2), dist};
-  assert_int_equal(lm_view_new(m, &view, &err), 0);
+  assert_int_equal(lm_view_new(m, NULL, &view, &err), 0);
   for (int sign = -1; sign <= 1; sign += 2) {
     float eps = 1e-2f * (float)sign;
     model_view pv = lm_view_set(view, theta, &dir, eps, 2);
@@ -91,6 +91,62 @@ static void test_view_llama_rademacher(void **state)
 {
   (void)state;
   perturbed_equals_materialised("llama_gqa_f32.gguf", RNG_RADEMACHER);
+}
+
+/* A tuned subset: only its tensors move, indexed in the packed space; the
+ * forward equals one on parameters where just those tensors were perturbed. */
+static void test_tuned_subset(void **state)
+{
+  (void)state;
+  model *m = load("llama_gqa_f32.gguf");
+  model_err err = {0, ""};
+  lm_tuned t;
+  lm_view *view;
+  assert_int_equal(lm_tuned_parse(m, "layers:1-1", &t, &err), 0);
+  assert_int_equal(t.n_tuned, 9);
+  size_t expect = 0;
+  for (int i = 0; i < m->n_tensors; i++)
+    if (strncmp(m->tensors[i].name, "blk.1.", 6) == 0)
+      expect += m->tensors[i].n;
+  assert_int_equal(t.dim, expect);
+  float *packed = malloc(t.dim * sizeof *packed), *moved = malloc(t.dim * sizeof *moved);
+  float *full = malloc(m->n_params * sizeof *full);
+  const int V = m->cfg.n_vocab;
+  float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
+  lm_tuned_pack(m, &t, m->params, packed);
+  zo_dir dir = {rng_make(4, 1, RNG_PERTURB, 0, 0), RNG_GAUSSIAN};
+  rng_axpy(RNG_GAUSSIAN, &dir.stream, 0, t.dim, 0.05f, packed, moved);
+  memcpy(full, m->params, m->n_params * sizeof *full);
+  lm_tuned_unpack(m, &t, moved, full);
+  int32_t tokens[6] = {256, 10, 20, 30, 40, 50};
+  int len = 6;
+  model_batch batch = {1, 6, tokens, &len, NULL};
+  assert_int_equal(lm_view_new(m, &t, &view, &err), 0);
+  model_view pv = lm_view_set(view, packed, &dir, 0.05f, 1);
+  forward_logits(m, &pv, &batch, a);
+  lm_view *plain;
+  assert_int_equal(lm_view_new(m, NULL, &plain, &err), 0);
+  model_view fv = lm_view_set(plain, full, NULL, 0.0f, 1);
+  forward_logits(m, &fv, &batch, b);
+  assert_memory_equal(a, b, (size_t)V * sizeof *a);
+
+  lm_tuned t2;
+  assert_int_equal(lm_tuned_parse(m, "blk.*.attn_q.weight,output_norm.*", &t2, &err), 0);
+  assert_int_equal(t2.n_tuned, 2 + 1);
+  lm_tuned_free(&t2);
+  assert_int_equal(lm_tuned_parse(m, "nothing*", &t2, &err), MODEL_EINVAL);
+  assert_non_null(strstr(err.msg, "nothing*"));
+  assert_int_equal(lm_tuned_parse(m, "layers:1-5", &t2, &err), MODEL_EINVAL);
+  assert_int_equal(lm_tuned_parse(m, "layers:x", &t2, &err), MODEL_EINVAL);
+  lm_view_free(view);
+  lm_view_free(plain);
+  lm_tuned_free(&t);
+  free(packed);
+  free(moved);
+  free(full);
+  free(a);
+  free(b);
+  model_free(m);
 }
 
 static char tmpdir[64];
@@ -249,7 +305,7 @@ static void test_objective(void **state)
   }
   const char *p = write_file("tr.jsonl", text);
   assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), 0);
-  assert_int_equal(lm_objective_new(m, &d, 4, 0, 1, 1, &o, &obj, &err), 0);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 0, 1, 1, &o, &obj, &err), 0);
   assert_int_equal(obj.dim, m->n_params);
   float *theta = malloc(m->n_params * sizeof *theta);
   memcpy(theta, m->params, m->n_params * sizeof *theta);
@@ -274,11 +330,11 @@ static void test_objective(void **state)
   /* Shards partition the examples; an empty shard is refused. */
   lm_objective *o2;
   zo_objective obj2;
-  assert_int_equal(lm_objective_new(m, &d, 4, 1, 3, 1, &o2, &obj2, &err), 0);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 1, 3, 1, &o2, &obj2, &err), 0);
   lm_objective_free(o2);
-  assert_int_equal(lm_objective_new(m, &d, 4, 0, 40, 1, &o2, &obj2, &err), 0);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 0, 40, 1, &o2, &obj2, &err), 0);
   lm_objective_free(o2);
-  assert_int_equal(lm_objective_new(m, &d, 4, 30, 40, 1, &o2, &obj2, &err), MODEL_EINVAL);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 30, 40, 1, &o2, &obj2, &err), MODEL_EINVAL);
   lm_objective_free(o);
   lm_data_free(&d);
   free(theta);
@@ -294,6 +350,7 @@ int main(void)
     return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_view_gpt2_gaussian),  cmocka_unit_test(test_view_llama_rademacher),
+      cmocka_unit_test(test_tuned_subset),
       cmocka_unit_test(test_data_shapes),         cmocka_unit_test(test_data_errors),
       cmocka_unit_test(test_eval_matches_model_loss), cmocka_unit_test(test_objective),
   };
