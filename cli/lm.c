@@ -3,6 +3,7 @@
 
 #include <fnmatch.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,8 @@ int lm_data_load(const char *path, const model *m, int max_len, lm_data *d, mode
 void lm_tuned_free(lm_tuned *t)
 {
   free(t->packed);
+  free(t->lora_a);
+  free(t->lora_b);
   memset(t, 0, sizeof *t);
 }
 
@@ -215,9 +218,90 @@ static int tensor_layer(const char *name)
   return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
 }
 
+/* LoRA target short names and the tensor each adapts. */
+static const struct {
+  const char *key, *suffix;
+} lora_targets[] = {{"q", "attn_q.weight"},       {"k", "attn_k.weight"},
+                    {"v", "attn_v.weight"},       {"o", "attn_output.weight"},
+                    {"qkv", "attn_qkv.weight"},   {"gate", "ffn_gate.weight"},
+                    {"up", "ffn_up.weight"},      {"down", "ffn_down.weight"}};
+#define N_LORA_TARGETS (sizeof lora_targets / sizeof lora_targets[0])
+
+static int parse_lora(const model *m, const char *spec, lm_tuned *t, model_err *err)
+{
+  int want[N_LORA_TARGETS] = {0}, in_targets = 0, any = 0;
+  double alpha = -1;
+  char *copy = strdup(spec + 5), *save = NULL;
+  if (!copy)
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  t->lora_r = 0;
+  for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(p, '=');
+    const char *name = p;
+    if (eq) {
+      *eq = 0;
+      in_targets = strcmp(p, "targets") == 0;
+      if (strcmp(p, "r") == 0) {
+        t->lora_r = atoi(eq + 1);
+        continue;
+      }
+      if (strcmp(p, "alpha") == 0) {
+        alpha = atof(eq + 1);
+        continue;
+      }
+      if (!in_targets) {
+        free(copy);
+        return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": unknown LoRA setting \"%s\" "
+                                             "(r, targets, alpha)", spec, p);
+      }
+      name = eq + 1;
+    } else if (!in_targets) {
+      free(copy);
+      return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": \"%s\" is not key=value", spec, p);
+    }
+    size_t k = 0;
+    while (k < N_LORA_TARGETS && strcmp(lora_targets[k].key, name) != 0)
+      k++;
+    if (k == N_LORA_TARGETS) {
+      free(copy);
+      return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": unknown LoRA target \"%s\" "
+                                           "(q k v o qkv gate up down)", spec, name);
+    }
+    want[k] = any = 1;
+  }
+  free(copy);
+  if (t->lora_r < 1 || t->lora_r > 4096 || !any)
+    return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": LoRA needs r=1..4096 and targets=...",
+                      spec);
+  t->lora_scale = (float)((alpha > 0 ? alpha : t->lora_r) / t->lora_r);
+  t->lora_a = malloc((size_t)m->n_tensors * sizeof *t->lora_a);
+  t->lora_b = malloc((size_t)m->n_tensors * sizeof *t->lora_b);
+  if (!t->lora_a || !t->lora_b)
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  for (int i = 0; i < m->n_tensors; i++) {
+    const model_tensor *T = &m->tensors[i];
+    int on = 0;
+    t->packed[i] = t->lora_a[i] = t->lora_b[i] = SIZE_MAX;
+    for (size_t k = 0; k < N_LORA_TARGETS && !on; k++) {
+      size_t ls = strlen(T->name), lt = strlen(lora_targets[k].suffix);
+      on = want[k] && tensor_layer(T->name) >= 0 && ls > lt &&
+           strcmp(T->name + ls - lt, lora_targets[k].suffix) == 0;
+    }
+    if (!on)
+      continue;
+    size_t out = (size_t)T->shape[0], in = (size_t)T->shape[1];
+    t->lora_a[i] = t->dim;
+    t->dim += (size_t)t->lora_r * in;
+    t->lora_b[i] = t->dim;
+    t->dim += out * (size_t)t->lora_r;
+    t->n_tuned++;
+  }
+  return 0;
+}
+
 int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err)
 {
-  int lo = 0, hi = -1, all = strcmp(spec, "all") == 0, layers = 0;
+  int lo = 0, hi = -1, all = strcmp(spec, "all") == 0, layers = 0, rv = 0;
   memset(t, 0, sizeof *t);
   if (strncmp(spec, "layers:", 7) == 0) {
     char tail;
@@ -232,44 +316,65 @@ int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err
   t->packed = malloc((size_t)m->n_tensors * sizeof *t->packed);
   if (!t->packed)
     return model_fail(err, MODEL_ENOMEM, "out of memory");
-  for (int i = 0; i < m->n_tensors; i++) {
-    const char *name = m->tensors[i].name;
-    int on = all;
-    if (layers) {
-      int l = tensor_layer(name);
-      on = l >= lo && l <= hi;
-    } else if (!all) {
-      char *save = NULL, *copy = strdup(spec);
-      for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p && !on; p = strtok_r(NULL, ",", &save))
-        on = fnmatch(p, name, 0) == 0;
-      free(copy);
-    }
-    t->packed[i] = on ? t->dim : SIZE_MAX;
-    if (on) {
-      t->dim += m->tensors[i].n;
-      t->n_tuned++;
+  if (strncmp(spec, "lora:", 5) == 0) {
+    rv = parse_lora(m, spec, t, err);
+  } else {
+    for (int i = 0; i < m->n_tensors; i++) {
+      const char *name = m->tensors[i].name;
+      int on = all;
+      if (layers) {
+        int l = tensor_layer(name);
+        on = l >= lo && l <= hi;
+      } else if (!all) {
+        char *save = NULL, *copy = strdup(spec);
+        for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p && !on;
+             p = strtok_r(NULL, ",", &save))
+          on = fnmatch(p, name, 0) == 0;
+        free(copy);
+      }
+      t->packed[i] = on ? t->dim : SIZE_MAX;
+      if (on) {
+        t->dim += m->tensors[i].n;
+        t->n_tuned++;
+      }
     }
   }
-  if (t->n_tuned == 0) {
+  if (rv == 0 && t->n_tuned == 0)
+    rv = model_fail(err, MODEL_EINVAL, "tuned set \"%s\" matches no tensor (see zotune info "
+                                       "--tensors)", spec);
+  if (rv != 0)
     lm_tuned_free(t);
-    return model_fail(err, MODEL_EINVAL, "tuned set \"%s\" matches no tensor (see zotune info "
-                                         "--tensors)", spec);
-  }
-  return 0;
+  return rv;
 }
 
-void lm_tuned_pack(const model *m, const lm_tuned *t, const float *params, float *packed)
+void lm_tuned_init(const model *m, const lm_tuned *t, uint64_t seed, const float *params,
+                   float *packed)
 {
-  for (int i = 0; i < m->n_tensors; i++)
+  for (int i = 0; i < m->n_tensors; i++) {
+    const model_tensor *T = &m->tensors[i];
     if (t->packed[i] != SIZE_MAX)
-      memcpy(packed + t->packed[i], params + m->tensors[i].offset, m->tensors[i].n * sizeof(float));
+      memcpy(packed + t->packed[i], params + T->offset, T->n * sizeof(float));
+    if (t->lora_a && t->lora_a[i] != SIZE_MAX) {
+      size_t in = (size_t)T->shape[1], out = (size_t)T->shape[0];
+      rng_stream s = rng_make(seed, 0, RNG_INIT, 2, 0);
+      rng_axpy(RNG_GAUSSIAN, &s, t->lora_a[i], (size_t)t->lora_r * in, 1.0f / sqrtf((float)in),
+               NULL, packed + t->lora_a[i]);
+      memset(packed + t->lora_b[i], 0, out * (size_t)t->lora_r * sizeof(float));
+    }
+  }
 }
 
 void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, float *params)
 {
-  for (int i = 0; i < m->n_tensors; i++)
+  for (int i = 0; i < m->n_tensors; i++) {
+    const model_tensor *T = &m->tensors[i];
     if (t->packed[i] != SIZE_MAX)
-      memcpy(params + m->tensors[i].offset, packed + t->packed[i], m->tensors[i].n * sizeof(float));
+      memcpy(params + T->offset, packed + t->packed[i], T->n * sizeof(float));
+    if (t->lora_a && t->lora_a[i] != SIZE_MAX)
+      model_lora_merge(params + T->offset, params + T->offset, packed + t->lora_b[i],
+                       packed + t->lora_a[i], (int)T->shape[0], (int)T->shape[1], t->lora_r,
+                       t->lora_scale);
+  }
 }
 
 /* ---- views ------------------------------------------------------------------ */
@@ -277,6 +382,7 @@ void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, flo
 struct lm_view {
   const model *m;
   const lm_tuned *tuned;
+  float *la, *lb; /* perturbed LoRA adapters */
   const float *theta;
   zo_dir dir;
   int has_dir;
@@ -286,10 +392,32 @@ struct lm_view {
   int next, threads;
 };
 
+/* A LoRA-adapted weight: W + scale * (B + eps zB)(A + eps zA), built whole
+ * (the forward pass asks for adapted projections whole). */
+static const float *lora_get(lm_view *v, int t)
+{
+  const lm_tuned *tu = v->tuned;
+  const model_tensor *T = &v->m->tensors[t];
+  int out = (int)T->shape[0], in = (int)T->shape[1], r = tu->lora_r;
+  const float *a = v->theta + tu->lora_a[t], *b = v->theta + tu->lora_b[t];
+  if (v->has_dir) {
+    rng_axpy(v->dir.dist, &v->dir.stream, tu->lora_a[t], (size_t)r * in, v->eps, a, v->la);
+    rng_axpy(v->dir.dist, &v->dir.stream, tu->lora_b[t], (size_t)out * r, v->eps, b, v->lb);
+    a = v->la;
+    b = v->lb;
+  }
+  float *dst = v->buf[v->next];
+  v->next ^= 1;
+  model_lora_merge(dst, v->m->params + T->offset, b, a, out, in, r, tu->lora_scale);
+  return dst;
+}
+
 static const float *view_get(void *ctx, int t, size_t first, size_t n)
 {
   lm_view *v = ctx;
   const model_tensor *T = &v->m->tensors[t];
+  if (v->tuned && v->tuned->lora_a && v->tuned->lora_a[t] != SIZE_MAX)
+    return lora_get(v, t);
   size_t at = v->tuned ? v->tuned->packed[t] : T->offset;
   if (at == SIZE_MAX) /* frozen: the model's own values */
     return v->m->params + T->offset + first;
@@ -310,6 +438,22 @@ int lm_view_new(const model *m, const lm_tuned *tuned, lm_view **out, model_err 
   v->m = m;
   v->tuned = tuned;
   v->cap = model_max_slice(m);
+  if (tuned && tuned->lora_a) {
+    size_t mx = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+      if (tuned->lora_a[i] != SIZE_MAX) {
+        size_t k = (size_t)tuned->lora_r *
+                   (size_t)(m->tensors[i].shape[0] > m->tensors[i].shape[1] ? m->tensors[i].shape[0]
+                                                                           : m->tensors[i].shape[1]);
+        mx = k > mx ? k : mx;
+      }
+    v->la = malloc(mx * sizeof(float));
+    v->lb = malloc(mx * sizeof(float));
+    if (!v->la || !v->lb) {
+      lm_view_free(v);
+      return model_fail(err, MODEL_ENOMEM, "out of memory for LoRA scratch");
+    }
+  }
   v->buf[0] = malloc(v->cap * sizeof(float));
   v->buf[1] = malloc(v->cap * sizeof(float));
   if (!v->buf[0] || !v->buf[1]) {
@@ -326,6 +470,8 @@ void lm_view_free(lm_view *v)
     return;
   free(v->buf[0]);
   free(v->buf[1]);
+  free(v->la);
+  free(v->lb);
   free(v);
 }
 

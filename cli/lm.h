@@ -63,14 +63,26 @@ typedef struct lm_tuned {
   size_t *packed; /* per model tensor: offset in the packed vector, or SIZE_MAX (frozen) */
   size_t dim;
   int n_tuned;
+  /* LoRA (spec "lora:..."): per model tensor, the packed offsets of its
+   * adapter A (r x in) and B (out x r), or SIZE_MAX; the tensor itself is
+   * frozen and reads as W + scale * B A. */
+  size_t *lora_a, *lora_b;
+  int lora_r;
+  float lora_scale;
 } lm_tuned;
-/* spec: "all"; "layers:A-B" (blocks A..B, both included); or comma-separated
- * shell patterns over tensor names ("blk.*.attn_q.weight,output_norm.*").
- * Matching nothing is an error naming the spec. */
+/* spec: "all"; "layers:A-B" (blocks A..B, both included); comma-separated
+ * shell patterns over tensor names ("blk.*.attn_q.weight,output_norm.*"); or
+ * "lora:r=R,targets=T[,T...][,alpha=X]" with targets among q k v o qkv gate up
+ * down (scale alpha/r; alpha defaults to r). Matching nothing is an error
+ * naming the spec. */
 int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err);
 void lm_tuned_free(lm_tuned *t);
-/* packed <- the tuned tensors of params; params <- packed (for export). */
-void lm_tuned_pack(const model *m, const lm_tuned *t, const float *params, float *packed);
+/* The starting packed vector: tuned tensors copied from params; LoRA A drawn
+ * N(0, 1/in) from the seed's INIT stream (slot 2, at the adapter's packed
+ * offset), B zero. */
+void lm_tuned_init(const model *m, const lm_tuned *t, uint64_t seed, const float *params,
+                   float *packed);
+/* params <- packed: tuned tensors copied, LoRA adapters merged (for export). */
 void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, float *params);
 
 /* A view of the weights for the forward pass: tuned tensors from a packed

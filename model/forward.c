@@ -453,3 +453,13 @@ size_t model_max_slice(const model *m)
       mx = m->tensors[i].n;
   return mx;
 }
+
+void model_lora_merge(float *dst, const float *w, const float *b, const float *a, int out, int in,
+                      int r, float scale)
+{
+  float one = 1.0f;
+  if (dst != w)
+    memcpy(dst, w, (size_t)out * in * sizeof *dst);
+  bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, out, in, r, &scale, (float *)b, r, 1, (float *)a,
+            in, 1, &one, dst, in, 1);
+}

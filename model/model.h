@@ -113,6 +113,10 @@ typedef struct model_ws model_ws;
 int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err);
 void model_ws_free(model_ws *ws);
 void model_set_threads(int threads);
+/* dst (out x in) = w + scale * b (out x r) a (r x in): a LoRA-adapted
+ * weight, row-major; dst may equal w. */
+void model_lora_merge(float *dst, const float *w, const float *b, const float *a, int out, int in,
+                      int r, float scale);
 /* "BLIS 0.9.0, skx kernels (chosen by zotune)": the GEMM in use. */
 const char *model_blas_info(void);
 

@@ -113,7 +113,7 @@ static void test_tuned_subset(void **state)
   float *full = malloc(m->n_params * sizeof *full);
   const int V = m->cfg.n_vocab;
   float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
-  lm_tuned_pack(m, &t, m->params, packed);
+  lm_tuned_init(m, &t, 0, m->params, packed);
   zo_dir dir = {rng_make(4, 1, RNG_PERTURB, 0, 0), RNG_GAUSSIAN};
   rng_axpy(RNG_GAUSSIAN, &dir.stream, 0, t.dim, 0.05f, packed, moved);
   memcpy(full, m->params, m->n_params * sizeof *full);
@@ -138,6 +138,70 @@ static void test_tuned_subset(void **state)
   assert_non_null(strstr(err.msg, "nothing*"));
   assert_int_equal(lm_tuned_parse(m, "layers:1-5", &t2, &err), MODEL_EINVAL);
   assert_int_equal(lm_tuned_parse(m, "layers:x", &t2, &err), MODEL_EINVAL);
+  lm_view_free(view);
+  lm_view_free(plain);
+  lm_tuned_free(&t);
+  free(packed);
+  free(moved);
+  free(full);
+  free(a);
+  free(b);
+  model_free(m);
+}
+
+/* LoRA: with B = 0 the adapted model is the base model exactly; perturbed,
+ * it equals the base with W + s (B + eps zB)(A + eps zA) merged in. */
+static void test_lora(void **state)
+{
+  (void)state;
+  model *m = load("llama_gqa_f32.gguf");
+  model_err err = {0, ""};
+  lm_tuned t;
+  lm_view *view, *plain;
+  assert_int_equal(lm_tuned_parse(m, "lora:r=4,targets=q,v,alpha=8", &t, &err), 0);
+  assert_int_equal(t.n_tuned, 2 * m->cfg.n_layer);
+  int d = m->cfg.n_embd, kvd = d / m->cfg.n_head * m->cfg.n_kv_head;
+  assert_int_equal(t.dim, (size_t)m->cfg.n_layer * 4 * ((d + d) + (d + kvd)));
+  assert_true(t.lora_scale == 2.0f);
+  float *packed = malloc(t.dim * sizeof *packed), *moved = malloc(t.dim * sizeof *moved);
+  float *full = malloc(m->n_params * sizeof *full);
+  const int V = m->cfg.n_vocab;
+  float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
+  lm_tuned_init(m, &t, 11, m->params, packed);
+  int32_t tokens[5] = {256, 1, 2, 3, 4};
+  int len = 5;
+  model_batch batch = {1, 5, tokens, &len, NULL};
+  assert_int_equal(lm_view_new(m, &t, &view, &err), 0);
+  assert_int_equal(lm_view_new(m, NULL, &plain, &err), 0);
+  model_view lv = lm_view_set(view, packed, NULL, 0.0f, 1);
+  forward_logits(m, &lv, &batch, a);
+  model_view pv = lm_view_set(plain, m->params, NULL, 0.0f, 1);
+  forward_logits(m, &pv, &batch, b);
+  assert_memory_equal(a, b, (size_t)V * sizeof *a); /* B = 0: nothing changes */
+
+  zo_dir dir = {rng_make(8, 2, RNG_PERTURB, 0, 1), RNG_RADEMACHER};
+  lv = lm_view_set(view, packed, &dir, 0.01f, 1);
+  forward_logits(m, &lv, &batch, a);
+  rng_axpy(RNG_RADEMACHER, &dir.stream, 0, t.dim, 0.01f, packed, moved);
+  memcpy(full, m->params, m->n_params * sizeof *full);
+  lm_tuned_unpack(m, &t, moved, full);
+  pv = lm_view_set(plain, full, NULL, 0.0f, 1);
+  forward_logits(m, &pv, &batch, b);
+  assert_memory_equal(a, b, (size_t)V * sizeof *a);
+  float *base = malloc(m->n_params * sizeof *base);
+  memcpy(base, full, m->n_params * sizeof *base);
+  lv = lm_view_set(view, packed, &dir, -0.01f, 1);
+  forward_logits(m, &lv, &batch, a);
+  memcpy(full, m->params, m->n_params * sizeof *full);
+  lm_tuned_unpack(m, &t, packed, full); /* B = 0: the merge leaves W as it was */
+  assert_memory_equal(full, m->params, m->n_params * sizeof *full);
+  assert_true(memcmp(base, m->params, m->n_params * sizeof *base) != 0);
+  free(base);
+  lm_tuned t2;
+  assert_int_equal(lm_tuned_parse(m, "lora:r=4,targets=qkv", &t2, &err), MODEL_EINVAL);
+  assert_int_equal(lm_tuned_parse(m, "lora:targets=q", &t2, &err), MODEL_EINVAL);
+  assert_int_equal(lm_tuned_parse(m, "lora:r=2,targets=zz", &t2, &err), MODEL_EINVAL);
+  assert_non_null(strstr(err.msg, "zz"));
   lm_view_free(view);
   lm_view_free(plain);
   lm_tuned_free(&t);
@@ -350,7 +414,7 @@ int main(void)
     return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_view_gpt2_gaussian),  cmocka_unit_test(test_view_llama_rademacher),
-      cmocka_unit_test(test_tuned_subset),
+      cmocka_unit_test(test_tuned_subset),      cmocka_unit_test(test_lora),
       cmocka_unit_test(test_data_shapes),         cmocka_unit_test(test_data_errors),
       cmocka_unit_test(test_eval_matches_model_loss), cmocka_unit_test(test_objective),
   };
