@@ -79,7 +79,7 @@ int cmd_eval(int argc, char **argv)
   model *m;
   lm_data d;
   lm_eval_result r;
-  int rv = model_load_gguf(mpath, &m, &err);
+  int rv = model_load(mpath, &m, &err);
   if (rv != 0)
     return model_exit(c, &err);
   rv = lm_data_load(dpath, m, m->cfg.n_ctx, &d, &err);
@@ -220,7 +220,7 @@ int cmd_generate(int argc, char **argv)
     return EXIT_USER;
   model_err err = {0, ""};
   model *m;
-  int rv = model_load_gguf(mpath, &m, &err);
+  int rv = model_load(mpath, &m, &err);
   if (rv != 0)
     return model_exit(c, &err);
   if (!m->tok) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "model/gguf.h"
@@ -239,10 +240,17 @@ int cmd_init_model(int argc, char **argv)
 }
 
 static const char *const info_help =
-    "usage: zotune info MODEL.gguf [--tensors]\n"
+    "usage: zotune info MODEL [--tensors]\n"
     "\n"
-    "Prints the architecture, sizes, parameter count and tokenizer of a GGUF model;\n"
+    "Prints the architecture, sizes, parameter count and tokenizer of a GGUF file or a\n"
+    "Hugging Face folder (config.json, model.safetensors or shards, tokenizer.json);\n"
     "--tensors also lists every tensor with its shape and storage type.\n";
+
+static int info_fail(const model_err *err)
+{
+  fprintf(stderr, "zotune info: %s\n", err->msg);
+  return zo_err_is_user(err->code) ? EXIT_USER : EXIT_INTERNAL;
+}
 
 int cmd_info(int argc, char **argv)
 {
@@ -266,16 +274,18 @@ int cmd_info(int argc, char **argv)
   if (!path)
     return cli_usage_error(c, "a model file is required");
   model_err err = {0, ""};
-  gguf *g;
+  gguf *g = NULL;
   model *m;
-  int rv = gguf_open(path, &g, &err);
-  if (rv != 0) {
-    fprintf(stderr, "zotune info: %s\n", err.msg);
-    return rv == MODEL_EIO || rv == MODEL_ENOMEM ? EXIT_INTERNAL : EXIT_USER;
-  }
-  printf("file: %s (GGUF v%u, %zu tensors, %zu metadata keys)\n", path, gguf_version(g),
-         gguf_n_tensors(g), gguf_n_keys(g));
-  if (list) {
+  struct stat st;
+  int rv = 0, dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+  if (dir)
+    printf("folder: %s (Hugging Face: config.json + safetensors)\n", path);
+  else if ((rv = gguf_open(path, &g, &err)) != 0)
+    return info_fail(&err);
+  else
+    printf("file: %s (GGUF v%u, %zu tensors, %zu metadata keys)\n", path, gguf_version(g),
+           gguf_n_tensors(g), gguf_n_keys(g));
+  if (list && g) {
     for (size_t i = 0; i < gguf_n_tensors(g); i++) {
       const gguf_tensor *t = gguf_tensor_at(g, i);
       const char *tn = gguf_type_name(t->type);
@@ -285,12 +295,15 @@ int cmd_info(int argc, char **argv)
       printf("]\n");
     }
   }
-  gguf_close(g);
-  rv = model_load_gguf(path, &m, &err);
-  if (rv != 0) {
-    fprintf(stderr, "zotune info: %s\n", err.msg);
-    return rv == MODEL_EIO || rv == MODEL_ENOMEM ? EXIT_INTERNAL : EXIT_USER;
-  }
+  if (g)
+    gguf_close(g);
+  if ((rv = model_load(path, &m, &err)) != 0)
+    return info_fail(&err);
+  if (list && dir)
+    for (int i = 0; i < m->n_tensors; i++)
+      printf("  %-32s F32    [%lld%s%.0lld]\n", m->tensors[i].name, (long long)m->tensors[i].shape[0],
+             m->tensors[i].n_dims == 2 ? ", " : "",
+             m->tensors[i].n_dims == 2 ? (long long)m->tensors[i].shape[1] : 0LL);
   const model_config *k = &m->cfg;
   printf("architecture: %s (%s, RoPE %s%s%s)\n", k->name, k->arch == MODEL_GPT2 ? "GPT-2 family" : "Llama family",
          k->arch == MODEL_GPT2 ? "none" : k->rope == MODEL_ROPE_HALF ? "half-split" : "interleaved",

@@ -119,7 +119,7 @@ static int cfg_only(const cfgfile *c, const char *key, const char *const *allowe
   for (size_t i = 0; json_is_string(v) && allowed[i]; i++)
     if (strcmp(json_string_value(v), allowed[i]) == 0)
       return 0;
-  return model_fail(c->err, MODEL_EINVAL, "%s: %s = %s not supported (%s)", c->path, key,
+  return model_fail(c->err, MODEL_EINVAL, "%s: %s = %.64s not supported (%s)", c->path, key,
                     json_is_string(v) ? json_string_value(v) : "(not a string)", allowed[0]);
 }
 
@@ -174,8 +174,8 @@ static int cfg_rope_scaling(const cfgfile *c)
   const char *s = json_string_value(t);
   if (s && strcmp(s, "default") == 0)
     return 0;
-  return model_fail(c->err, MODEL_EINVAL, "%s: rope_scaling (type %.64s) not supported",
-                    c->path, s ? s : "?");
+  return model_fail(c->err, MODEL_EINVAL, "%s: rope_scaling (type %.64s) not supported", c->path,
+                    s ? s : "?");
 }
 
 static int cfg_llama(const cfgfile *c, enum hf_family fam, model_config *cfg)
@@ -256,6 +256,7 @@ static int cfg_gpt2(const cfgfile *c, model_config *cfg)
 static int read_config(const char *path, model_config *cfg, enum hf_family *fam, model_err *err)
 {
   cfgfile c = {NULL, path, err};
+  *fam = HF_LLAMA;
   int rc = load_json(path, &c.root, err);
   if (rc != 0)
     return rc;
@@ -264,4 +265,351 @@ static int read_config(const char *path, model_config *cfg, enum hf_family *fam,
     rc = *fam == HF_GPT2 ? cfg_gpt2(&c, cfg) : cfg_llama(&c, *fam, cfg);
   json_decref(c.root);
   return rc;
+}
+
+/* ---- weights: one file or shards ------------------------------------------------ */
+
+typedef struct shard {
+  safetensors *st;
+  uint8_t *used; /* per tensor: read into the model, or knowingly skipped */
+} shard;
+
+typedef struct weights {
+  char where[PATH_CAP]; /* model.safetensors or the index, for messages */
+  shard *sh;
+  size_t n_sh;
+} weights;
+
+static void weights_close(weights *w)
+{
+  for (size_t i = 0; i < w->n_sh; i++) {
+    st_close(w->sh[i].st);
+    free(w->sh[i].used);
+  }
+  free(w->sh);
+  w->sh = NULL;
+  w->n_sh = 0;
+}
+
+static int add_shard(weights *w, const char *path, model_err *err)
+{
+  shard *s = &w->sh[w->n_sh];
+  int rc = st_open(path, &s->st, err);
+  if (rc != 0)
+    return rc;
+  w->n_sh++;
+  if (!(s->used = calloc(st_n_tensors(s->st) + 1, 1)))
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  return 0;
+}
+
+/* A shard name from the index: relative, inside the folder. */
+static int safe_name(const char *s)
+{
+  if (!*s || *s == '/')
+    return 0;
+  for (const char *p = s; *p; p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p))
+    if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0'))
+      return 0;
+  return 1;
+}
+
+/* Opens every file the index's weight_map names, once, and checks that each
+ * file holds the tensors the map assigns to it. */
+static int open_index(const char *dir, weights *w, model_err *err)
+{
+  json_t *root, *map, *v;
+  const char *name, **files = NULL;
+  size_t n_files = 0;
+  char path[PATH_CAP];
+  int rc = load_json(w->where, &root, err);
+  if (rc != 0)
+    return rc;
+  map = json_object_get(root, "weight_map");
+  if (!json_is_object(map)) {
+    rc = model_fail(err, MODEL_ECORRUPT, "%s: key weight_map missing or not an object", w->where);
+    goto out;
+  }
+  files = calloc(json_object_size(map) + 1, sizeof *files);
+  w->sh = calloc(json_object_size(map) + 1, sizeof *w->sh);
+  if (!files || !w->sh) {
+    rc = model_fail(err, MODEL_ENOMEM, "out of memory");
+    goto out;
+  }
+  json_object_foreach(map, name, v)
+  {
+    const char *f = json_string_value(v);
+    size_t k = 0;
+    if (!f || !safe_name(f)) {
+      rc = model_fail(err, MODEL_ECORRUPT,
+                      "%s: weight_map entry for %.96s is not a file name inside the folder",
+                      w->where, name);
+      goto out;
+    }
+    while (k < n_files && strcmp(files[k], f) != 0)
+      k++;
+    if (k == n_files) {
+      files[n_files++] = f;
+      if ((rc = join(path, dir, f, err)) != 0 || (rc = add_shard(w, path, err)) != 0)
+        goto out;
+    }
+    if (!st_find(w->sh[k].st, name)) {
+      rc = model_fail(err, MODEL_ECORRUPT,
+                      "%s: weight_map puts tensor %.96s in %s, which does not hold it", w->where,
+                      name, f);
+      goto out;
+    }
+  }
+  if (n_files == 0)
+    rc = model_fail(err, MODEL_ECORRUPT, "%s: weight_map is empty", w->where);
+out:
+  free(files);
+  json_decref(root);
+  return rc;
+}
+
+/* model.safetensors if present (as transformers prefers), else the index.
+ * A tensor in two shards is an error: which one counts would be a guess. */
+static int open_weights(const char *dir, weights *w, model_err *err)
+{
+  int rc;
+  memset(w, 0, sizeof *w);
+  if ((rc = join(w->where, dir, "model.safetensors", err)) != 0)
+    return rc;
+  if (exists(w->where)) {
+    if (!(w->sh = calloc(1, sizeof *w->sh)))
+      return model_fail(err, MODEL_ENOMEM, "out of memory");
+    return add_shard(w, w->where, err);
+  }
+  if ((rc = join(w->where, dir, "model.safetensors.index.json", err)) != 0)
+    return rc;
+  if (!exists(w->where))
+    return model_fail(err, MODEL_ENOENT,
+                      "%s: neither model.safetensors nor model.safetensors.index.json found", dir);
+  if ((rc = open_index(dir, w, err)) != 0)
+    return rc;
+  for (size_t i = 1; i < w->n_sh; i++) {
+    for (size_t k = 0; k < st_n_tensors(w->sh[i].st); k++) {
+      const char *name = st_tensor_at(w->sh[i].st, k)->name;
+      for (size_t j = 0; j < i; j++)
+        if (st_find(w->sh[j].st, name))
+          return model_fail(err, MODEL_ECORRUPT, "%s: tensor %.96s is in both %s and %s", w->where,
+                            name, st_label(w->sh[j].st), st_label(w->sh[i].st));
+    }
+  }
+  return 0;
+}
+
+static const st_tensor *find(const weights *w, const char *name, shard **where)
+{
+  for (size_t i = 0; i < w->n_sh; i++) {
+    const st_tensor *t = st_find(w->sh[i].st, name);
+    if (t) {
+      *where = &w->sh[i];
+      return t;
+    }
+  }
+  return NULL;
+}
+
+static void mark_used(shard *s, const st_tensor *t)
+{
+  s->used[t - st_tensor_at(s->st, 0)] = 1;
+}
+
+/* ---- names ------------------------------------------------------------------------ */
+
+typedef struct name_map {
+  const char *gguf, *hf;
+  int conv1d; /* GPT-2 Conv1D: stored (in, out), the model holds (out, in) */
+} name_map;
+
+static const name_map llama_top[] = {{"token_embd.weight", "model.embed_tokens.weight", 0},
+                                     {"output_norm.weight", "model.norm.weight", 0},
+                                     {"output.weight", "lm_head.weight", 0},
+                                     {NULL, NULL, 0}};
+static const name_map llama_block[] = {{"attn_norm.weight", "input_layernorm.weight", 0},
+                                       {"attn_q.weight", "self_attn.q_proj.weight", 0},
+                                       {"attn_q.bias", "self_attn.q_proj.bias", 0},
+                                       {"attn_k.weight", "self_attn.k_proj.weight", 0},
+                                       {"attn_k.bias", "self_attn.k_proj.bias", 0},
+                                       {"attn_v.weight", "self_attn.v_proj.weight", 0},
+                                       {"attn_v.bias", "self_attn.v_proj.bias", 0},
+                                       {"attn_output.weight", "self_attn.o_proj.weight", 0},
+                                       {"ffn_norm.weight", "post_attention_layernorm.weight", 0},
+                                       {"ffn_gate.weight", "mlp.gate_proj.weight", 0},
+                                       {"ffn_up.weight", "mlp.up_proj.weight", 0},
+                                       {"ffn_down.weight", "mlp.down_proj.weight", 0},
+                                       {NULL, NULL, 0}};
+static const name_map gpt2_top[] = {
+    {"token_embd.weight", "wte.weight", 0},   {"position_embd.weight", "wpe.weight", 0},
+    {"output_norm.weight", "ln_f.weight", 0}, {"output_norm.bias", "ln_f.bias", 0},
+    {"output.weight", "lm_head.weight", 0},   {NULL, NULL, 0}};
+static const name_map gpt2_block[] = {{"attn_norm.weight", "ln_1.weight", 0},
+                                      {"attn_norm.bias", "ln_1.bias", 0},
+                                      {"attn_qkv.weight", "attn.c_attn.weight", 1},
+                                      {"attn_qkv.bias", "attn.c_attn.bias", 0},
+                                      {"attn_output.weight", "attn.c_proj.weight", 1},
+                                      {"attn_output.bias", "attn.c_proj.bias", 0},
+                                      {"ffn_norm.weight", "ln_2.weight", 0},
+                                      {"ffn_norm.bias", "ln_2.bias", 0},
+                                      {"ffn_up.weight", "mlp.c_fc.weight", 1},
+                                      {"ffn_up.bias", "mlp.c_fc.bias", 0},
+                                      {"ffn_down.weight", "mlp.c_proj.weight", 1},
+                                      {"ffn_down.bias", "mlp.c_proj.bias", 0},
+                                      {NULL, NULL, 0}};
+
+static const name_map *lookup(const name_map *tab, const char *gguf)
+{
+  for (; tab->gguf; tab++)
+    if (strcmp(tab->gguf, gguf) == 0)
+      return tab;
+  return NULL;
+}
+
+/* The HF name of a model tensor (GPT-2: without the "transformer." prefix)
+ * and whether it is a Conv1D weight; -1 if the table lacks it (a bug). */
+static int hf_name(enum model_arch arch, const char *gguf, char *out, size_t cap, int *conv1d)
+{
+  const int gpt2 = arch == MODEL_GPT2;
+  const name_map *e;
+  int layer, pos = 0;
+  if (sscanf(gguf, "blk.%d.%n", &layer, &pos) == 1 && pos > 0) {
+    if (!(e = lookup(gpt2 ? gpt2_block : llama_block, gguf + pos)))
+      return -1;
+    snprintf(out, cap, gpt2 ? "h.%d.%s" : "model.layers.%d.%s", layer, e->hf);
+  } else {
+    if (!(e = lookup(gpt2 ? gpt2_top : llama_top, gguf)))
+      return -1;
+    snprintf(out, cap, "%s", e->hf);
+  }
+  *conv1d = e->conv1d;
+  return 0;
+}
+
+/* Buffers HF checkpoints save beside the weights, and a head that tying
+ * replaces. */
+static int skippable(const model *m, const char *name)
+{
+  static const char *const suffixes[] = {".rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias"};
+  size_t n = strlen(name);
+  if (m->cfg.tied && strcmp(name, "lm_head.weight") == 0)
+    return 1;
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    size_t k = strlen(suffixes[i]);
+    int gpt2_only = i > 0;
+    if (n > k && strcmp(name + n - k, suffixes[i]) == 0 &&
+        (!gpt2_only || m->cfg.arch == MODEL_GPT2))
+      return 1;
+  }
+  return 0;
+}
+
+/* ---- tensors into the model ------------------------------------------------------- */
+
+static const char *fmt_dims(char *buf, size_t cap, int n_dims, const int64_t *shape)
+{
+  size_t k = (size_t)snprintf(buf, cap, "[");
+  for (int i = 0; i < n_dims && k < cap; i++)
+    k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+  if (k < cap)
+    snprintf(buf + k, cap - k, "]");
+  return buf;
+}
+
+static int read_tensor(weights *w, model *m, const model_tensor *mt, model_err *err)
+{
+  char name[160], pref[176], got[160], want[64];
+  int conv1d;
+  shard *s = NULL;
+  const st_tensor *t;
+  if (hf_name(m->cfg.arch, mt->name, name, sizeof name, &conv1d) != 0)
+    return model_fail(err, MODEL_EINTERNAL, "no Hugging Face name for tensor %s", mt->name);
+  snprintf(pref, sizeof pref, "transformer.%s", name);
+  t = m->cfg.arch == MODEL_GPT2 && strcmp(name, "lm_head.weight") != 0 ? find(w, pref, &s) : NULL;
+  if (!t && !(t = find(w, name, &s)))
+    return model_fail(err, MODEL_EMISMATCH, "%s: tensor %s missing", w->where, name);
+  int64_t rows = mt->shape[0], cols = mt->n_dims == 2 ? mt->shape[1] : 1;
+  int64_t expect[2] = {conv1d ? cols : rows, conv1d ? rows : cols};
+  if (t->n_dims != mt->n_dims || t->shape[0] != expect[0] ||
+      (mt->n_dims == 2 && t->shape[1] != expect[1]))
+    return model_fail(err, MODEL_EMISMATCH, "%s: tensor %s has shape %s, expected %s",
+                      st_label(s->st), t->name, fmt_dims(got, sizeof got, t->n_dims, t->shape),
+                      fmt_dims(want, sizeof want, mt->n_dims, expect));
+  mark_used(s, t);
+  float *dst = m->params + mt->offset;
+  if (!conv1d)
+    return st_tensor_to_f32(s->st, t, dst, err);
+  float *tmp = malloc(mt->n * sizeof *tmp);
+  if (!tmp)
+    return model_fail(err, MODEL_ENOMEM, "out of memory for tensor %s", t->name);
+  int rc = st_tensor_to_f32(s->st, t, tmp, err);
+  for (int64_t i = 0; rc == 0 && i < cols; i++) /* tmp is (cols, rows) */
+    for (int64_t j = 0; j < rows; j++)
+      dst[j * cols + i] = tmp[i * rows + j];
+  free(tmp);
+  return rc;
+}
+
+static int read_tensors(weights *w, model *m, model_err *err)
+{
+  for (int i = 0; i < m->n_tensors; i++) {
+    int rc = read_tensor(w, m, &m->tensors[i], err);
+    if (rc != 0)
+      return rc;
+  }
+  for (size_t i = 0; i < w->n_sh; i++) {
+    for (size_t k = 0; k < st_n_tensors(w->sh[i].st); k++) {
+      const char *name = st_tensor_at(w->sh[i].st, k)->name;
+      if (!w->sh[i].used[k] && !skippable(m, name))
+        return model_fail(err, MODEL_EMISMATCH,
+                          "%s: tensor %.96s has no place in a %s model of this configuration "
+                          "(not supported)",
+                          st_label(w->sh[i].st), name, m->cfg.name);
+    }
+  }
+  return 0;
+}
+
+/* ---- the folder ------------------------------------------------------------------- */
+
+int model_load_hf(const char *dir, model **out, model_err *err)
+{
+  char path[PATH_CAP];
+  model_config cfg;
+  enum hf_family fam;
+  weights w;
+  model *m = NULL;
+  int rc;
+  memset(&w, 0, sizeof w);
+  if ((rc = join(path, dir, "config.json", err)) != 0 ||
+      (rc = read_config(path, &cfg, &fam, err)) != 0 || (rc = open_weights(dir, &w, err)) != 0)
+    goto out;
+  /* The head is tied when the config says so or when there is no head. */
+  shard *s;
+  if (!cfg.tied && !find(&w, "lm_head.weight", &s))
+    cfg.tied = 1;
+  if ((rc = model_new(&cfg, &m, err)) != 0) {
+    if (err) {
+      char msg[sizeof err->msg];
+      memcpy(msg, err->msg, sizeof msg);
+      model_fail(err, rc, "%s: %s", path, msg);
+    }
+    goto out;
+  }
+  if ((rc = read_tensors(&w, m, err)) != 0)
+    goto out;
+  if ((rc = join(path, dir, "tokenizer.json", err)) == 0 && exists(path) &&
+      (rc = tok_load_hf_json(path, &m->tok, err)) == 0 &&
+      tok_n_vocab(m->tok) > (size_t)m->cfg.n_vocab)
+    rc = model_fail(err, MODEL_EMISMATCH, "%s: %zu tokens, more than the model's vocab_size %d",
+                    path, tok_n_vocab(m->tok), m->cfg.n_vocab);
+out:
+  weights_close(&w);
+  if (rc != 0) {
+    model_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
 }

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "model/gguf.h"
+#include "model/hf.h"
 #include "model/tokenizer.h"
 
 static int get_hp(const gguf *g, const char *arch, const char *what, int64_t *out, int required,
@@ -269,7 +272,13 @@ int model_save_gguf(const model *m, const tok_spec *spec, const char *path, uint
                     model_err *err)
 {
   const model_config *c = &m->cfg;
-  const char *a = c->name[0] ? c->name : (c->arch == MODEL_GPT2 ? "gpt2" : "llama");
+  const char *a = c->arch == MODEL_GPT2                              ? "gpt2"
+                  : c->rope == MODEL_ROPE_HALF && c->qkv_bias          ? "qwen2"
+                  : c->rope == MODEL_ROPE_INTERLEAVED && c->qkv_bias ? NULL
+                                                                       : "llama";
+  if (!a)
+    return model_fail(err, MODEL_EINVAL, "%s: GGUF has no architecture for interleaved RoPE with "
+                                         "q/k/v biases", path);
   char key[128];
   int rv = 0;
   if (dtype != GGML_F32 && dtype != GGML_F16 && dtype != GGML_BF16)
@@ -310,17 +319,50 @@ int model_save_gguf(const model *m, const tok_spec *spec, const char *path, uint
   }
   if (rv == 0 && spec)
     rv = put_tokenizer(w, spec);
+  /* GGUF "llama" means interleaved RoPE: a half-split (Hugging Face) Llama
+   * gets its q/k rows permuted the way llama.cpp's converter does, so the
+   * file computes the same function. */
+  int permute = c->arch == MODEL_LLAMA && c->rope == MODEL_ROPE_HALF && strcmp(a, "llama") == 0;
+  float *tmp = NULL;
   for (int i = 0; rv == 0 && i < m->n_tensors; i++) {
     const model_tensor *t = &m->tensors[i];
     uint64_t dims[2] = {(uint64_t)(t->n_dims == 2 ? t->shape[1] : t->shape[0]),
                         (uint64_t)t->shape[0]};
+    const float *data = m->params + t->offset;
+    size_t ln = strlen(t->name);
+    if (permute && ln > 13 && (strstr(t->name, ".attn_q.") || strstr(t->name, ".attn_k."))) {
+      int hd = c->n_embd / c->n_head, rows = (int)t->shape[0];
+      size_t cols = t->n_dims == 2 ? (size_t)t->shape[1] : 1;
+      free(tmp);
+      if (!(tmp = malloc(t->n * sizeof *tmp))) {
+        rv = MODEL_ENOMEM;
+        break;
+      }
+      for (int h = 0; h < rows / hd; h++)
+        for (int j = 0; j < hd / 2; j++) {
+          memcpy(tmp + ((size_t)h * hd + 2 * j) * cols, data + ((size_t)h * hd + j) * cols,
+                 cols * sizeof *tmp);
+          memcpy(tmp + ((size_t)h * hd + 2 * j + 1) * cols,
+                 data + ((size_t)h * hd + j + hd / 2) * cols, cols * sizeof *tmp);
+        }
+      data = tmp;
+    }
     rv = gguf_writer_add_tensor(w, t->name, (uint32_t)t->n_dims, dims,
-                                t->n_dims == 2 ? dtype : GGML_F32, m->params + t->offset);
+                                t->n_dims == 2 ? dtype : GGML_F32, data);
   }
+  free(tmp);
   if (rv != 0)
     rv = model_fail(err, rv, "%s: cannot build the GGUF metadata (code %d)", path, rv);
   else
     rv = gguf_writer_write(w, path, err);
   gguf_writer_free(w);
   return rv;
+}
+
+int model_load(const char *path, model **out, model_err *err)
+{
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return model_load_hf(path, out, err);
+  return model_load_gguf(path, out, err);
 }

@@ -15,6 +15,9 @@
  * unsupported files are errors naming the file and the key or tensor. */
 int model_load_gguf(const char *path, model **out, model_err *err);
 
+/* A GGUF file, or a Hugging Face folder (config.json + safetensors). */
+int model_load(const char *path, model **out, model_err *err);
+
 /* Writes m as GGUF version 3: matrices stored as dtype (GGML_F32, GGML_F16
  * or GGML_BF16), vectors as F32, with the metadata llama.cpp reads and the
  * tokenizer described by spec (NULL: none). */

@@ -32,7 +32,7 @@ struct safetensors {
   st_tensor *t;        /* data order */
   size_t n_t;
   const st_tensor **by_name; /* sorted by name */
-  st_meta *meta;   /* sorted by key */
+  st_meta *meta;             /* sorted by key */
   size_t n_meta;
 };
 
@@ -106,7 +106,6 @@ static const char *show(char *dst, size_t cap, const char *s, size_t n)
   dst[k] = '\0';
   return dst;
 }
-
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -191,8 +190,7 @@ static int read_header(rd *r, json_t **root)
     if (json_error_code(&je) == json_error_duplicate_key)
       return dup_key(r, &je, hn);
     return rfail(r, NULL, MODEL_ECORRUPT, "header JSON, byte %llu: %s",
-                 (unsigned long long)(8 + (je.position > 0 ? (uint64_t)je.position : 0)),
-                 je.text);
+                 (unsigned long long)(8 + (je.position > 0 ? (uint64_t)je.position : 0)), je.text);
   }
   if (!json_is_object(*root))
     return rfail(r, NULL, MODEL_ECORRUPT, "header at byte 8 is not a JSON object");
@@ -248,7 +246,7 @@ static int read_tensor(rd *r, const char *name, json_t *info, st_tensor *t)
 {
   safetensors *st = r->st;
   json_t *off = json_object_get(info, "data_offsets");
-  uint64_t need, begin, end, buf_size = st->n - st->data_start;
+  uint64_t need = 0, begin, end, buf_size = st->n - st->data_start;
   char sh[160];
   int rc;
   if (!json_is_object(info))
@@ -349,8 +347,8 @@ static int check_tiling(rd *r)
                    "of the file)",
                    (unsigned long long)t->begin, (unsigned long long)(t->begin + t->n_bytes),
                    (unsigned long long)(t->begin - at), prev ? "tensor '" : "the header",
-                   prev ? show(nm, sizeof nm, prev->name, strlen(prev->name)) : "",
-                   prev ? "'" : "", (unsigned long long)(st->data_start + at));
+                   prev ? show(nm, sizeof nm, prev->name, strlen(prev->name)) : "", prev ? "'" : "",
+                   (unsigned long long)(st->data_start + at));
     if (t->begin < at)
       return rfail(r, t->name, MODEL_ECORRUPT,
                    "data_offsets [%llu, %llu] overlap tensor '%s', which ends at %llu",
@@ -405,8 +403,8 @@ out:
 
 /* ---- opening ---------------------------------------------------------------- */
 
-static int open_common(const uint8_t *b, size_t n, const char *label, void *map,
-                       safetensors **out, model_err *err)
+static int open_common(const uint8_t *b, size_t n, const char *label, void *map, safetensors **out,
+                       model_err *err)
 {
   safetensors *st = calloc(1, sizeof *st);
   if (!st || !(st->label = strdup(label))) {
@@ -459,8 +457,7 @@ int st_open(const char *path, safetensors **out, model_err *err)
   return open_common(map, n, path, map, out, err);
 }
 
-int st_open_memory(const void *buf, size_t n, const char *label, safetensors **out,
-                   model_err *err)
+int st_open_memory(const void *buf, size_t n, const char *label, safetensors **out, model_err *err)
 {
   if (!label)
     label = "<memory>";
@@ -509,6 +506,8 @@ const st_tensor *st_find(const safetensors *st, const char *name)
 {
   st_tensor key = {.name = name};
   const st_tensor *kp = &key;
+  if (st->n_t == 0)
+    return NULL;
   const st_tensor **hit = bsearch(&kp, st->by_name, st->n_t, sizeof *st->by_name, name_cmp);
   return hit ? *hit : NULL;
 }
@@ -516,6 +515,8 @@ const st_tensor *st_find(const safetensors *st, const char *name)
 const char *st_metadata(const safetensors *st, const char *key)
 {
   st_meta k = {(char *)key, NULL};
+  if (st->n_meta == 0)
+    return NULL;
   const st_meta *hit = bsearch(&k, st->meta, st->n_meta, sizeof *st->meta, meta_cmp);
   return hit ? hit->val : NULL;
 }

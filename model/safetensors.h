@@ -52,12 +52,12 @@ typedef enum st_dtype {
 typedef struct st_tensor {
   const char *name; /* NUL-terminated copy owned by the safetensors */
   st_dtype dtype;
-  int n_dims;                   /* 0 (a scalar) .. ST_MAX_DIMS */
-  int64_t shape[ST_MAX_DIMS];   /* PyTorch order, row-major; shape[n_dims..] are 1 */
-  uint64_t n_elems;             /* product of shape (1 for a scalar, 0 if any dim is 0) */
-  uint64_t begin;               /* data_offsets[0], relative to the byte buffer */
-  size_t n_bytes;               /* data_offsets[1] - data_offsets[0] */
-  const void *data;             /* n_bytes readable bytes in the mapping */
+  int n_dims;                 /* 0 (a scalar) .. ST_MAX_DIMS */
+  int64_t shape[ST_MAX_DIMS]; /* PyTorch order, row-major; shape[n_dims..] are 1 */
+  uint64_t n_elems;           /* product of shape (1 for a scalar, 0 if any dim is 0) */
+  uint64_t begin;             /* data_offsets[0], relative to the byte buffer */
+  size_t n_bytes;             /* data_offsets[1] - data_offsets[0] */
+  const void *data;           /* n_bytes readable bytes in the mapping */
 } st_tensor;
 
 typedef struct safetensors safetensors;
@@ -72,8 +72,7 @@ typedef struct safetensors safetensors;
 int st_open(const char *path, safetensors **out, model_err *err);
 /* The same over n bytes at buf, which are not copied. label names the buffer
  * in messages (NULL: "<memory>"). */
-int st_open_memory(const void *buf, size_t n, const char *label, safetensors **out,
-                   model_err *err);
+int st_open_memory(const void *buf, size_t n, const char *label, safetensors **out, model_err *err);
 void st_close(safetensors *st);
 
 const char *st_label(const safetensors *st); /* path or label given at open */
