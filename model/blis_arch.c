@@ -9,10 +9,21 @@
  * environment still overrides (BLIS reads it before asking us). */
 #include "config.h"
 
-#include <blis.h>
 #include <stdio.h>
 
 #include "model/model.h"
+
+#ifdef ZOTUNE_OPENBLAS
+char *openblas_get_config(void);
+
+const char *model_blas_info(void)
+{
+  static char buf[160];
+  snprintf(buf, sizeof buf, "OpenBLAS (%s) through CBLAS", openblas_get_config());
+  return buf;
+}
+#else
+#include <blis.h>
 
 #if defined(ZOTUNE_BLIS_ARCH_OVERRIDE) && defined(__x86_64__)
 
@@ -41,3 +52,4 @@ const char *model_blas_info(void)
            bli_arch_string(bli_arch_query_id()), CHOSEN);
   return buf;
 }
+#endif

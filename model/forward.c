@@ -2,7 +2,8 @@
  * chunked LM head and cross-entropy. Reads top to bottom like the papers:
  * embed, then per block norm -> attention -> residual -> norm -> MLP ->
  * residual, then the final norm. Every weight comes through a model_view. */
-#include <blis.h>
+#include "config.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,46 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+/* The one GEMM the forward pass uses, row-major: C (M x N) = alpha A (M x K)
+ * op(B) + beta C, op(B) = B^T with B stored (N x K) when bt, else B (K x N).
+ * BLIS by default; OpenBLAS through CBLAS with ./configure --with-blas=openblas.
+ * single: run on the calling thread only (the caller is parallel already). */
+#ifdef ZOTUNE_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int);
+
+static void gemm(int bt, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc, int single)
+{
+  (void)single; /* OpenBLAS runs one thread per call made from inside a parallel region */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, bt ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+}
+
+static void gemm_threads(int n)
+{
+  openblas_set_num_threads(n);
+}
+#else
+#include <blis.h>
+
+static void gemm(int bt, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc, int single)
+{
+  rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  if (single)
+    bli_rntm_set_num_threads(1, &rntm);
+  bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &alpha, (float *)A, lda, 1,
+               (float *)B, bt ? 1 : ldb, bt ? ldb : 1, &beta, C, ldc, 1, NULL,
+               single ? &rntm : NULL);
+}
+
+static void gemm_threads(int n)
+{
+  bli_thread_set_num_threads(n);
+}
 #endif
 
 #define VOCAB_CHUNK 2048 /* LM head rows per chunk */
@@ -37,7 +78,7 @@ void model_set_threads(int threads)
 {
   (void)model_blas_info; /* links model/blis_arch.c: see there */
   n_threads = threads > 0 ? threads : 1;
-  bli_thread_set_num_threads(n_threads);
+  gemm_threads(n_threads);
 }
 
 void model_ws_free(model_ws *ws)
@@ -103,9 +144,7 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
 static void matmul(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                    int M, int N, int K)
 {
-  float one = 1.0f, zero = 0.0f;
-  bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, (float *)x, ldx, 1,
-            (float *)w, 1, K, &zero, y, ldy, 1);
+  gemm(1, M, N, K, 1.0f, x, ldx, w, K, 0.0f, y, ldy, 0);
   if (bias) {
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++)
@@ -190,7 +229,7 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
   const model_config *c = &m->cfg;
   const int d = c->n_embd, hd = d / c->n_head, kvd = hd * c->n_kv_head;
   const int ld = d + 2 * kvd, group = c->n_head / c->n_kv_head, T = b->T;
-  float scale = 1.0f / sqrtf((float)hd), zero = 0.0f, one = 1.0f;
+  float scale = 1.0f / sqrtf((float)hd);
   long long jobs = (long long)b->B * c->n_head;
   memset(ws->att, 0, (size_t)b->B * T * d * sizeof(float));
   int nt = n_threads < ws->max_threads ? n_threads : ws->max_threads;
@@ -201,15 +240,12 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
-    rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(1, &rntm);
     float *S = ws->scores + (size_t)tid * T * T;
     float *base = ws->qkv + (size_t)s * T * ld;
     float *q = base + h * hd, *k = base + d + kvh * hd, *v = base + d + kvd + kvh * hd;
     float *o = ws->att + (size_t)s * T * d + h * hd;
     /* S (L x L) = scale * Q (L x hd) K^T */
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, L, L, hd, &scale, q, ld, 1, k, ld, 1, &zero,
-                 S, T, 1, NULL, &rntm);
+    gemm(1, L, L, hd, scale, q, ld, k, ld, 0.0f, S, T, 1);
     for (int t = 0; t < L; t++) {
       float *row = S + (size_t)t * T, mx = row[0], sum = 0;
       for (int u = 1; u <= t; u++)
@@ -225,8 +261,7 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
         row[u] = 0.0f; /* causal mask */
     }
     /* O (L x hd) = P (L x L) V (L x hd) */
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, L, hd, L, &one, S, T, 1, v, ld, 1, &zero,
-                 o, d, 1, NULL, &rntm);
+    gemm(0, L, hd, L, 1.0f, S, T, v, ld, 0.0f, o, d, 1);
   }
 }
 
@@ -457,9 +492,7 @@ size_t model_max_slice(const model *m)
 void model_lora_merge(float *dst, const float *w, const float *b, const float *a, int out, int in,
                       int r, float scale)
 {
-  float one = 1.0f;
   if (dst != w)
     memcpy(dst, w, (size_t)out * in * sizeof *dst);
-  bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, out, in, r, &scale, (float *)b, r, 1, (float *)a,
-            in, 1, &one, dst, in, 1);
+  gemm(0, out, in, r, scale, b, r, a, in, 1.0f, dst, in, 0);
 }

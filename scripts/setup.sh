@@ -12,7 +12,7 @@ mode=${1:-example}
 
 PACKAGES="build-essential autoconf automake libtool pkg-config clang \
   librandom123-dev libblis-dev libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev \
-  libjansson-dev libssl-dev zlib1g-dev libpcre2-dev"
+  libjansson-dev libssl-dev zlib1g-dev libpcre2-dev libopenblas-dev"
 
 deps() {
   missing=""
