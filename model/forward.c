@@ -54,7 +54,9 @@ static void gemm_threads(int n)
 }
 #endif
 
-#define VOCAB_CHUNK 2048 /* LM head rows per chunk */
+#define VOCAB_CHUNK 2048 /* LM head: vocabulary rows per chunk */
+#define ROW_CHUNK 256    /* LM head: positions per chunk */
+#define QUERY_BLOCK 128  /* attention: query rows per block */
 
 struct model_ws {
   int B, T;
@@ -66,7 +68,7 @@ struct model_ws {
   float *hb;    /* (B*T, ff) */
   float *hb2;   /* (B*T, ff) */
   float *hidden; /* (B*T, dim) after the final norm */
-  float *scores; /* (max_threads, T, T) */
+  float *scores; /* (max_threads, QUERY_BLOCK, T) */
   float *rope_cos, *rope_sin; /* (T, head_dim/2) */
   float *logits; /* (B*T or VOCAB_CHUNK rows, VOCAB_CHUNK) */
   int max_threads;
@@ -117,13 +119,14 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   ws->qkv = malloc(bt * (d + 2 * kvd) * sizeof(float));
   ws->att = malloc(bt * d * sizeof(float));
   ws->hb = malloc(bt * (size_t)c->n_ff * sizeof(float));
-  ws->hb2 = malloc(bt * (size_t)c->n_ff * sizeof(float));
+  ws->hb2 = c->arch == MODEL_LLAMA ? malloc(bt * (size_t)c->n_ff * sizeof(float)) : NULL;
   ws->hidden = malloc(bt * d * sizeof(float));
-  ws->scores = malloc((size_t)ws->max_threads * T * T * sizeof(float));
+  ws->scores = malloc((size_t)ws->max_threads * QUERY_BLOCK * T * sizeof(float));
   ws->rope_cos = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
   ws->rope_sin = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
-  ws->logits = malloc((bt > VOCAB_CHUNK ? bt : VOCAB_CHUNK) * VOCAB_CHUNK * sizeof(float));
-  if (!ws->x || !ws->xb || !ws->qkv || !ws->att || !ws->hb || !ws->hb2 || !ws->hidden ||
+  ws->logits = malloc((size_t)ROW_CHUNK * VOCAB_CHUNK * sizeof(float));
+  if (!ws->x || !ws->xb || !ws->qkv || !ws->att || !ws->hb || (c->arch == MODEL_LLAMA && !ws->hb2) ||
+      !ws->hidden ||
       !ws->scores || !ws->rope_cos || !ws->rope_sin || !ws->logits) {
     model_ws_free(ws);
     return model_fail(err, MODEL_ENOMEM, "out of memory for a %d x %d workspace", B, T);
@@ -240,33 +243,36 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
-    float *S = ws->scores + (size_t)tid * T * T;
+    float *S = ws->scores + (size_t)tid * QUERY_BLOCK * T;
     float *base = ws->qkv + (size_t)s * T * ld;
     float *q = base + h * hd, *k = base + d + kvh * hd, *v = base + d + kvd + kvh * hd;
     float *o = ws->att + (size_t)s * T * d + h * hd;
-    /* S (L x L) = scale * Q (L x hd) K^T */
-    gemm(1, L, L, hd, scale, q, ld, k, ld, 0.0f, S, T, 1);
-    for (int t = 0; t < L; t++) {
-      float *row = S + (size_t)t * T, mx = row[0], sum = 0;
-      for (int u = 1; u <= t; u++)
-        mx = row[u] > mx ? row[u] : mx;
-      for (int u = 0; u <= t; u++) {
-        row[u] = expf(row[u] - mx);
-        sum += row[u];
+    /* Query rows in blocks, so the scores need QUERY_BLOCK x T, not T x T. */
+    for (int q0 = 0; q0 < L; q0 += QUERY_BLOCK) {
+      int rows = L - q0 < QUERY_BLOCK ? L - q0 : QUERY_BLOCK, keys = q0 + rows;
+      /* S (rows x keys) = scale * Q[q0..] K[0..keys)^T */
+      gemm(1, rows, keys, hd, scale, q + (size_t)q0 * ld, ld, k, ld, 0.0f, S, T, 1);
+      for (int i = 0; i < rows; i++) {
+        int t = q0 + i;
+        float *row = S + (size_t)i * T, mx = row[0], sum = 0;
+        for (int u = 1; u <= t; u++)
+          mx = row[u] > mx ? row[u] : mx;
+        for (int u = 0; u <= t; u++) {
+          row[u] = expf(row[u] - mx);
+          sum += row[u];
+        }
+        float inv = 1.0f / sum;
+        for (int u = 0; u <= t; u++)
+          row[u] *= inv;
+        for (int u = t + 1; u < keys; u++)
+          row[u] = 0.0f; /* causal mask */
       }
-      float inv = 1.0f / sum;
-      for (int u = 0; u <= t; u++)
-        row[u] *= inv;
-      for (int u = t + 1; u < L; u++)
-        row[u] = 0.0f; /* causal mask */
+      /* O[q0..] (rows x hd) = P (rows x keys) V[0..keys) */
+      gemm(0, rows, hd, keys, 1.0f, S, T, v, ld, 0.0f, o + (size_t)q0 * d, d, 1);
     }
-    /* O (L x hd) = P (L x L) V (L x hd) */
-    gemm(0, L, hd, L, 1.0f, S, T, v, ld, 0.0f, o, d, 1);
   }
 }
 
-/* GELU, tanh approximation (GPT-2). tanh(y) = 1 - 2 / (exp(2y) + 1): one
- * expf instead of libm's tanhf, which costs 15x more here. */
 static float gelu(float x)
 {
   float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
@@ -418,8 +424,8 @@ static int loss_rows(const model *m, const model_view *v, const model_batch *b, 
   for (int v0 = 0; v0 < V && n > 0; v0 += VOCAB_CHUNK) {
     int nc = V - v0 < VOCAB_CHUNK ? V - v0 : VOCAB_CHUNK;
     const float *w = v->get(v->ctx, m->output, (size_t)v0 * d, (size_t)nc * d);
-    for (int r0 = 0; r0 < n; r0 += VOCAB_CHUNK) {
-      int nr = n - r0 < VOCAB_CHUNK ? n - r0 : VOCAB_CHUNK;
+    for (int r0 = 0; r0 < n; r0 += ROW_CHUNK) {
+      int nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
       matmul(ws->logits, nc, ws->xb + (size_t)r0 * d, d, w, NULL, nr, nc, d);
       for (int r = 0; r < nr; r++) {
         const float *lg = ws->logits + (size_t)r * nc;

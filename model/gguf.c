@@ -3,6 +3,7 @@
  * bytes left before it is used, and all size arithmetic is overflow-checked,
  * so a malformed file is an error value, never an out-of-bounds read. Values
  * are not copied: a key-value record keeps a pointer to its bytes. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "model/gguf.h"
 
 #include <errno.h>
@@ -1504,4 +1505,18 @@ int gguf_writer_write(gguf_writer *w, const char *path, model_err *err)
     return model_fail(err, MODEL_EIO, "%s: written, but syncing its directory failed: %s", path,
                       strerror(errno));
   return 0;
+}
+
+void gguf_tensor_done(const gguf *g, const gguf_tensor *t)
+{
+  /* Drop the mapped pages wholly inside t: converted, they are not needed
+   * again, and a file-backed page dropped leaves the resident set. */
+  if (!g->map || t->n_bytes == 0)
+    return;
+  long ps = sysconf(_SC_PAGESIZE);
+  uintptr_t lo = (uintptr_t)t->data, hi = lo + (uintptr_t)t->n_bytes;
+  uintptr_t alo = (lo + (uintptr_t)ps - 1) / (uintptr_t)ps * (uintptr_t)ps;
+  uintptr_t ahi = hi / (uintptr_t)ps * (uintptr_t)ps;
+  if (ps > 0 && ahi > alo)
+    madvise((void *)alo, ahi - alo, MADV_DONTNEED);
 }

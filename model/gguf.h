@@ -104,6 +104,11 @@ int gguf_arr_int(const gguf *g, const char *key, uint64_t i, int64_t *out, model
  * holds n_elems floats. Other types: MODEL_EINVAL naming tensor and type. */
 int gguf_tensor_to_f32(const gguf *g, const gguf_tensor *t, float *out, model_err *err);
 
+/* Tells the reader t's data will not be read again (after conversion), so
+ * its pages of the mapping may leave memory. t stays valid; reading its data
+ * again is allowed (the pages come back from the file). */
+void gguf_tensor_done(const gguf *g, const gguf_tensor *t);
+
 /* ggml type table: name ("F32", "Q4_K", ...) or NULL if unknown; elements per
  * block and bytes per block (returns 0, or -1 if unknown). */
 const char *gguf_type_name(uint32_t type);

@@ -137,6 +137,7 @@ static int read_tensors(const gguf *g, model *m, model_err *err)
     int rv = gguf_tensor_to_f32(g, gt, m->params + t->offset, err);
     if (rv != 0)
       return rv;
+    gguf_tensor_done(g, gt); /* peak memory: the parameters, not parameters + file */
   }
   return 0;
 }
