@@ -25,6 +25,10 @@ int cli_set_isa(const char *cmd, const char *name);
 int cli_default_threads(void);
 /* Seconds on a monotonic clock. */
 double cli_now(void);
+struct zo_run;
+struct json_t;
+/* Writes doc as run-dir/name atomically (temporary file, rename). */
+int cli_write_json(const struct zo_run *run, const char *name, struct json_t *doc, zo_err *err);
 
 int cmd_optimize(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
@@ -33,5 +37,7 @@ int cmd_init_model(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+
 
 #endif

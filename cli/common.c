@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "rng/rng.h"
+#include "zo/run.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -98,4 +99,16 @@ double cli_now(void)
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int cli_write_json(const zo_run *run, const char *name, json_t *doc, zo_err *err)
+{
+  char path[4096], tmp[4200];
+  if (zo_run_path(run, name, path, sizeof path) != 0)
+    return zo_fail(err, ZO_EINVAL, "path too long");
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  if (json_dump_file(doc, tmp, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) != 0 ||
+      rename(tmp, path) != 0)
+    return zo_fail(err, ZO_EIO, "%s: cannot write", path);
+  return 0;
 }

@@ -547,8 +547,8 @@ static int max_seq_len(const lm_data *d)
   return T;
 }
 
-int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int threads,
-            lm_eval_result *res, model_err *err)
+int lm_eval(const model *m, const lm_tuned *tuned, const float *theta, const lm_data *d, int batch,
+            int threads, lm_eval_result *res, model_err *err)
 {
   size_t total = 0;
   for (size_t i = 0; i < d->n; i++)
@@ -572,7 +572,7 @@ int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int
   if (rv == 0)
     rv = model_ws_new(m, batch, max_seq_len(d), &ws, err);
   if (rv == 0)
-    rv = lm_view_new(m, NULL, &view, err);
+    rv = lm_view_new(m, theta ? tuned : NULL, &view, err);
   for (size_t s0 = 0; rv == 0 && s0 < total; s0 += (size_t)batch) {
     int n = total - s0 < (size_t)batch ? (int)(total - s0) : batch;
     model_batch b;
@@ -631,8 +631,7 @@ int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int
 struct lm_objective {
   const model *m;
   const lm_data *d;
-  size_t *idx; /* examples of this shard */
-  size_t n_idx;
+  int shards;
   int batch, threads;
   lm_view *view;
   model_ws *ws;
@@ -650,10 +649,12 @@ static lm_seq *train_seq(const lm_example *ex)
 static int sample(lm_objective *o, const zo_batch *zb, model_batch *b, model_err *err)
 {
   rng_stream s = rng_make(zb->seed, zb->step, RNG_BATCH, zb->slot, zb->dir);
+  size_t shard = zb->slot % (uint32_t)o->shards, nsh = (size_t)o->shards;
+  size_t n = (o->d->n - shard + nsh - 1) / nsh; /* examples shard, shard + nsh, ... */
   for (int r = 0; r < o->batch; r++) {
     uint32_t u = rng_u32_at(&s, (uint64_t)r);
-    size_t k = (size_t)(((uint64_t)u * o->n_idx) >> 32);
-    o->rows[r] = train_seq(&o->d->ex[o->idx[k]]);
+    size_t k = (size_t)(((uint64_t)u * n) >> 32);
+    o->rows[r] = train_seq(&o->d->ex[shard + k * nsh]);
   }
   return fill_batch(&o->bb, o->rows, o->batch, b, err);
 }
@@ -707,7 +708,6 @@ void lm_objective_free(lm_objective *o)
 {
   if (!o)
     return;
-  free(o->idx);
   free(o->rows);
   batch_buf_free(&o->bb);
   lm_view_free(o->view);
@@ -716,28 +716,24 @@ void lm_objective_free(lm_objective *o)
 }
 
 int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, int batch,
-                     int shard, int shards, int threads, lm_objective **out, zo_objective *obj,
+                     int shards, int threads, lm_objective **out, zo_objective *obj,
                      model_err *err)
 {
-  if (batch < 1 || shards < 1 || shard < 0 || shard >= shards)
-    return model_fail(err, MODEL_EINVAL, "batch %d, shard %d/%d out of range", batch, shard,
-                      shards);
+  if (batch < 1 || shards < 1)
+    return model_fail(err, MODEL_EINVAL, "batch %d, shards %d out of range", batch, shards);
+  if ((size_t)shards > d->n)
+    return model_fail(err, MODEL_EINVAL, "%d workers need at least %d examples (there are %zu)",
+                      shards, shards, d->n);
   lm_objective *o = calloc(1, sizeof *o);
   if (!o)
     return model_fail(err, MODEL_ENOMEM, "out of memory");
   o->m = m;
   o->d = d;
+  o->shards = shards;
   o->batch = batch;
   o->threads = threads;
-  o->idx = malloc(d->n * sizeof *o->idx);
   o->rows = malloc((size_t)batch * sizeof *o->rows);
-  int rv = !o->idx || !o->rows ? model_fail(err, MODEL_ENOMEM, "out of memory") : 0;
-  for (size_t i = 0; rv == 0 && i < d->n; i++)
-    if (i % (size_t)shards == (size_t)shard)
-      o->idx[o->n_idx++] = i;
-  if (rv == 0 && o->n_idx == 0)
-    rv = model_fail(err, MODEL_EINVAL, "shard %d/%d holds no examples (%zu in all)", shard,
-                    shards, d->n);
+  int rv = !o->rows ? model_fail(err, MODEL_ENOMEM, "out of memory") : 0;
   if (rv == 0)
     rv = model_ws_new(m, batch, max_seq_len(d), &o->ws, err);
   if (rv == 0)

@@ -45,17 +45,6 @@ typedef struct lm_data {
 int lm_data_load(const char *path, const model *m, int max_len, lm_data *d, model_err *err);
 void lm_data_free(lm_data *d);
 
-typedef struct lm_eval_result {
-  double loss;   /* mean cross-entropy per target token */
-  long tokens;   /* target tokens */
-  double accuracy, accuracy_norm; /* choices: by summed / length-normalised log-likelihood */
-  long examples;
-} lm_eval_result;
-
-/* Evaluates every example at theta (NULL: the model's own parameters). */
-int lm_eval(const model *m, const float *theta, const lm_data *d, int batch, int threads,
-            lm_eval_result *res, model_err *err);
-
 /* Which tensors are tuned: zo/ sees only them, packed in canonical tensor
  * order into one vector of dim floats; every other tensor keeps the model's
  * own (base) values. */
@@ -85,6 +74,18 @@ void lm_tuned_init(const model *m, const lm_tuned *t, uint64_t seed, const float
 /* params <- packed: tuned tensors copied, LoRA adapters merged (for export). */
 void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, float *params);
 
+typedef struct lm_eval_result {
+  double loss;   /* mean cross-entropy per target token */
+  long tokens;   /* target tokens */
+  double accuracy, accuracy_norm; /* choices: by summed / length-normalised log-likelihood */
+  long examples;
+} lm_eval_result;
+
+/* Evaluates every example at theta (laid out by tuned; NULL theta: the
+ * model's own parameters). */
+int lm_eval(const model *m, const lm_tuned *tuned, const float *theta, const lm_data *d, int batch,
+            int threads, lm_eval_result *res, model_err *err);
+
 /* A view of the weights for the forward pass: tuned tensors from a packed
  * vector theta (+ eps*z, z from dir, indexed in the packed space), frozen
  * tensors from the model's parameters. tuned NULL: every tensor is tuned and
@@ -98,11 +99,13 @@ model_view lm_view_set(lm_view *v, const float *theta, const zo_dir *dir, float 
                        int threads);
 
 typedef struct lm_objective lm_objective;
-/* The objective of m on d with batches of `batch` examples sampled with
- * replacement (per (step, slot, dir) from RNG_BATCH) from the examples
- * whose index i has i % shards == shard. */
+/* The objective of m on d (tuned NULL: every tensor) with batches of `batch`
+ * examples sampled with replacement from the RNG_BATCH stream of (seed,
+ * step, slot, dir), from the shard of worker slot w: the examples whose index
+ * i has i % shards == w % shards (so W workers in one process see exactly the
+ * data W separate workers with --shard w/W would). */
 int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, int batch,
-                     int shard, int shards, int threads, lm_objective **out, zo_objective *obj,
+                     int shards, int threads, lm_objective **out, zo_objective *obj,
                      model_err *err);
 void lm_objective_free(lm_objective *o);
 

@@ -85,7 +85,7 @@ int cmd_eval(int argc, char **argv)
   rv = lm_data_load(dpath, m, m->cfg.n_ctx, &d, &err);
   if (rv == 0) {
     double t0 = cli_now();
-    rv = lm_eval(m, NULL, &d, (int)batch, (int)threads, &r, &err);
+    rv = lm_eval(m, NULL, NULL, &d, (int)batch, (int)threads, &r, &err);
     double secs = cli_now() - t0;
     if (rv == 0 && json) {
       printf("{\"loss\":%.9g,\"tokens\":%ld,\"examples\":%ld", r.loss, r.tokens, r.examples);

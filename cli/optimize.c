@@ -218,18 +218,6 @@ static int parse(int argc, char **argv, struct args *a)
   return 0;
 }
 
-static int write_summary(const zo_run *run, json_t *res, zo_err *err)
-{
-  char path[4096], tmp[4200];
-  if (zo_run_path(run, "summary.json", path, sizeof path) != 0)
-    return zo_fail(err, ZO_EINVAL, "path too long");
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  if (json_dump_file(res, tmp, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) != 0 ||
-      rename(tmp, path) != 0)
-    return zo_fail(err, ZO_EIO, "%s: cannot write", path);
-  return 0;
-}
-
 static void progress(uint32_t t, uint32_t total, double loss, double t0)
 {
   double el = cli_now() - t0;
@@ -243,7 +231,7 @@ int cmd_optimize(int argc, char **argv)
   struct args a;
   zo_err err = {0, ""};
   enum zo_function fn;
-  cli_objective ob;
+  cli_objective ob = {0};
   zo_run *run = NULL;
   zo_state st = {0};
   zo_record *rec = NULL;
@@ -258,7 +246,7 @@ int cmd_optimize(int argc, char **argv)
     return EXIT_USER;
 
   json_t *objdoc = cli_function_doc(fn, (size_t)a.dim);
-  rv = cli_objective_open(objdoc, a.cfg.seed, &ob, &err);
+  rv = cli_objective_open(objdoc, a.cfg.seed, 1, (int)a.cfg.workers, (int)a.threads, &ob, &err);
   if (rv == 0) {
     json_t *doc = zo_run_doc(&a.cfg, objdoc, ob.base_hash);
     rv = zo_run_start(a.run, doc, &run, &err);
@@ -339,7 +327,7 @@ int cmd_optimize(int argc, char **argv)
       (json_int_t)zo_log_nrecords(run->log), "log_bytes", (json_int_t)zo_log_bytes(run->log),
       "codec", zo_codec_name(cfg->codec), "sha256", hex, "seconds", cli_now() - t0,
       "resumed", run->resumed);
-  rv = write_summary(run, res, &err);
+  rv = cli_write_json(run, "summary.json", res, &err);
   if (rv == 0) {
     if (a.json) {
       char *s = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(10));

@@ -81,8 +81,8 @@ static int rebuild(const struct rargs *a, zo_run **run, cli_objective *ob, zo_st
   int rv = zo_run_load(a->run, run, err);
   if (rv != 0)
     return rv;
-  if ((rv = cli_objective_open(json_object_get((*run)->doc, "objective"), (*run)->cfg.seed,
-                               ob, err)) != 0)
+  if ((rv = cli_objective_open(json_object_get((*run)->doc, "objective"), (*run)->cfg.seed, 0,
+                               1, (int)a->threads, ob, err)) != 0)
     return rv;
   if (memcmp(ob->base_hash, (*run)->base_hash, 32) != 0)
     return zo_fail(err, ZO_EMISMATCH, "%s: the base parameters do not match the run's "

@@ -41,6 +41,9 @@ static void gemm(int bt, int M, int N, int K, float alpha, const float *A, int l
                  int ldb, float beta, float *C, int ldc, int single)
 {
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  /* Small products lose more to thread start-up than they gain. */
+  if (!single && (double)M * N * K < 2e6)
+    single = 1;
   if (single)
     bli_rntm_set_num_threads(1, &rntm);
   bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &alpha, (float *)A, lda, 1,

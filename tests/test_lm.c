@@ -306,7 +306,7 @@ static void test_eval_matches_model_loss(void **state)
                                          "{\"prompt\": \"q\", \"choices\": [\"r\", \"st\"], "
                                          "\"answer\": 1}\n");
   assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), 0);
-  assert_int_equal(lm_eval(m, NULL, &d, 2, 1, &r, &err), 0);
+  assert_int_equal(lm_eval(m, NULL, NULL, &d, 2, 1, &r, &err), 0);
   /* By hand: each gold sequence alone. */
   double sum = 0, nll[2];
   long count = 0;
@@ -369,7 +369,7 @@ static void test_objective(void **state)
   }
   const char *p = write_file("tr.jsonl", text);
   assert_int_equal(lm_data_load(p, m, m->cfg.n_ctx, &d, &err), 0);
-  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 0, 1, 1, &o, &obj, &err), 0);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 1, 1, &o, &obj, &err), 0);
   assert_int_equal(obj.dim, m->n_params);
   float *theta = malloc(m->n_params * sizeof *theta);
   memcpy(theta, m->params, m->n_params * sizeof *theta);
@@ -391,14 +391,21 @@ static void test_objective(void **state)
   double l1;
   assert_int_equal(obj.loss(obj.ctx, theta, &zb2, &l1, &zerr), 0);
   assert_true(l1 != l0);
-  /* Shards partition the examples; an empty shard is refused. */
+  /* Worker slots draw from their own shard (slot % shards): with 20
+   * shards of 20 examples, slot w always sees example w. */
   lm_objective *o2;
   zo_objective obj2;
-  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 1, 3, 1, &o2, &obj2, &err), 0);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 1, 20, 1, &o2, &obj2, &err), 0);
+  for (uint32_t w = 0; w < 3; w++) {
+    zo_batch a1 = {5, 3, w, 0}, a2 = {9, 8, w, 1}, other = {5, 3, w + 1, 0};
+    double x1, x2, y;
+    assert_int_equal(obj2.loss(obj2.ctx, theta, &a1, &x1, &zerr), 0);
+    assert_int_equal(obj2.loss(obj2.ctx, theta, &a2, &x2, &zerr), 0);
+    assert_int_equal(obj2.loss(obj2.ctx, theta, &other, &y, &zerr), 0);
+    assert_true(x1 == x2 && x1 != y);
+  }
   lm_objective_free(o2);
-  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 0, 40, 1, &o2, &obj2, &err), 0);
-  lm_objective_free(o2);
-  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 30, 40, 1, &o2, &obj2, &err), MODEL_EINVAL);
+  assert_int_equal(lm_objective_new(m, NULL, &d, 4, 40, 1, &o2, &obj2, &err), MODEL_EINVAL);
   lm_objective_free(o);
   lm_data_free(&d);
   free(theta);
