@@ -10,6 +10,8 @@
 
 #include "cli/cli.h"
 #include "cli/objective.h"
+#include "model/gguf.h"
+#include "model/load.h"
 #include "zo/config.h"
 #include "zo/hash.h"
 #include "zo/run.h"
@@ -411,5 +413,82 @@ out:
   zo_run_close(run);
   cli_objective_close(&ob);
   json_decref(objdoc);
+  return rv == 0 ? 0 : cli_fail(c, &err);
+}
+
+static const char *const export_help =
+    "usage: zotune export --run DIR -o OUT.gguf [--dtype f32|f16|bf16]\n"
+    "\n"
+    "Rebuilds the fine-tuned parameters of a training run from its base model and log\n"
+    "(LoRA adapters merged into their projections) and writes a GGUF model with the\n"
+    "base model's tokenizer and metadata, loadable by zotune and llama.cpp.\n";
+
+int cmd_export(int argc, char **argv)
+{
+  const char *c = "export", *dir = NULL, *out = NULL;
+  uint32_t dtype = GGML_F32;
+  static const struct option eopts[] = {{"run", required_argument, 0, 'r'},
+                                        {"dtype", required_argument, 0, 't'},
+                                        {"help", no_argument, 0, 'h'},
+                                        {0, 0, 0, 0}};
+  int o;
+  optind = 1;
+  opterr = 0;
+  while ((o = getopt_long(argc, argv, "o:", eopts, NULL)) != -1) {
+    switch (o) {
+    case 'r': dir = optarg; break;
+    case 'o': out = optarg; break;
+    case 't':
+      if (strcmp(optarg, "f32") == 0)
+        dtype = GGML_F32;
+      else if (strcmp(optarg, "f16") == 0)
+        dtype = GGML_F16;
+      else if (strcmp(optarg, "bf16") == 0)
+        dtype = GGML_BF16;
+      else
+        return cli_usage_error(c, "--dtype: '%s' is not f32, f16 or bf16", optarg);
+      break;
+    case 'h':
+      fputs(export_help, stdout);
+      exit(0);
+    default:
+      return cli_usage_error(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
+  if (!dir || !out)
+    return cli_usage_error(c, "--run and -o are required");
+  zo_err err = {0, ""};
+  zo_run *run = NULL;
+  cli_objective ob = {0};
+  zo_state st = {0};
+  int rv = zo_run_load(dir, &run, &err);
+  if (rv == 0 &&
+      (rv = cli_objective_open(json_object_get(run->doc, "objective"), run->cfg.seed, 0, 1,
+                               cli_default_threads(), &ob, &err)) == 0 &&
+      !ob.is_lm)
+    rv = zo_fail(&err, ZO_EINVAL, "%s is not a model run (nothing to export)", dir);
+  if (rv == 0 && memcmp(ob.base_hash, run->base_hash, 32) != 0)
+    rv = zo_fail(&err, ZO_EMISMATCH, "%s: the base parameters do not match the run", dir);
+  if (rv == 0)
+    rv = zo_state_init(&st, &run->cfg, ob.base, ob.obj.dim, &err);
+  if (rv == 0)
+    rv = zo_spsa_replay(&run->cfg, &st, run->log, zo_log_nsteps(run->log), cli_default_threads(),
+                        &err);
+  if (rv == 0) {
+    model_err me = {0, ""};
+    tok_spec spec;
+    lm_tuned_unpack(ob.m, &ob.tuned, st.theta, ob.m->params);
+    if (ob.m->tok)
+      tok_get_spec(ob.m->tok, &spec);
+    if (model_save_gguf(ob.m, ob.m->tok ? &spec : NULL, out, dtype, &me) != 0)
+      rv = zo_fail(&err, me.code, "%s", me.msg);
+    else
+      printf("%s: %zu parameters after %u steps of %s\n", out, ob.m->n_params, st.step, dir);
+  }
+  zo_state_free(&st);
+  cli_objective_close(&ob);
+  zo_run_close(run);
   return rv == 0 ? 0 : cli_fail(c, &err);
 }

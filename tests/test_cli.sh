@@ -188,5 +188,70 @@ for cmd in init-model info eval generate; do
   check "$cmd --help exits 0" test $? -eq 0 -a -s "$T/help"
 done
 
+# 12. train, resume after kill -9, export.
+"$Z" init-model --arch llama --layers 2 --dim 32 --heads 2 --vocab bytes --ctx 64 --seed 5 \
+  -o "$T/tiny.gguf" >/dev/null 2>&1
+i=0
+: >"$T/tr.jsonl"
+: >"$T/dv.jsonl"
+while [ $i -lt 120 ]; do
+  printf '{"text": "the cat sat on the mat %d times"}\n' $((i % 7)) >>"$T/tr.jsonl"
+  [ $((i % 6)) -eq 0 ] && printf '{"text": "the cat sat on the mat %d times"}\n' $((i % 5)) >>"$T/dv.jsonl"
+  i=$((i + 1))
+done
+TR="--model $T/tiny.gguf --data $T/tr.jsonl --eval-data $T/dv.jsonl --steps 150 --seed 2 --lr 2e-3 --eps 1e-2 --batch 4"
+"$Z" train $TR --run "$T/t_a" --threads 1 --json >"$T/ta.json" 2>"$T/err"
+check "train exits 0" test $? -eq 0
+tail -1 "$T/ta.json" >"$T/ta.last"
+b=$(json_num "$T/ta.last" eval_loss_before)
+a=$(json_num "$T/ta.last" eval_loss_after)
+check "train lowers the held-out loss ($b -> $a)" awk -v b="$b" -v a="$a" 'BEGIN { exit !(a < b - 0.5) }'
+ha=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/ta.last")
+check "hash of a model run equals the live run's" test "$("$Z" hash --run "$T/t_a")" = "$ha"
+"$Z" train $TR --run "$T/t_b" --threads 2 --json >"$T/tb.json" 2>/dev/null
+check "train with 2 threads: same hash" test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tb.json" | tail -1)" = "$ha"
+"$Z" train $TR --run "$T/t_a" --lr 1e-3 >/dev/null 2>"$T/err"
+check "train with another lr on the run exits 1 naming it" sh -c "test $? -eq 1 && grep -q optimizer.lr '$T/err'"
+"$Z" train $TR --steps 1500 --run "$T/t_full" --threads 1 --json >"$T/tf.json" 2>/dev/null
+hf=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tf.json" | tail -1)
+"$Z" train $TR --steps 1500 --run "$T/t_kill" --threads 1 >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 400 ] && [ "$(fsize "$T/t_kill/log.zol")" -lt 2000 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+done_steps=$(( ($(fsize "$T/t_kill/log.zol") - 100) / 17 ))
+check "train killed mid-run (after $done_steps of 1500 steps)" test $done_steps -lt 1500
+"$Z" train $TR --steps 1500 --run "$T/t_kill" --threads 1 --json >"$T/tk.json" 2>/dev/null
+check "train resumed after kill -9 reaches the same hash" \
+  test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tk.json" | tail -1)" = "$hf"
+"$Z" export --run "$T/t_a" -o "$T/ft.gguf" >/dev/null 2>"$T/err"
+check "export exits 0" test $? -eq 0
+"$Z" eval --model "$T/ft.gguf" --data "$T/dv.jsonl" --json >"$T/ev.json" 2>/dev/null
+check "the exported model evaluates as the run ended ($(json_num "$T/ev.json" loss) vs $a)" \
+  awk -v x="$(json_num "$T/ev.json" loss)" -v y="$a" 'BEGIN { exit !(x - y < 1e-4 && y - x < 1e-4) }'
+"$Z" train $TR --tune lora:r=2,targets=q,v --lr 5e-2 --run "$T/t_lora" --json >"$T/tl.json" 2>"$T/err"
+check "train with LoRA exits 0" test $? -eq 0
+check "LoRA tunes r*(in+out) per projection (2 layers x (2*64 + 2*64))" \
+  test "$(json_num "$T/tl.json" tuned_parameters | tail -1)" = 512
+"$Z" export --run "$T/t_lora" -o "$T/lora.gguf" >/dev/null 2>&1
+"$Z" eval --model "$T/lora.gguf" --data "$T/dv.jsonl" --json >"$T/evl.json" 2>/dev/null
+la=$(tail -1 "$T/tl.json" | sed -n 's/.*"eval_loss_after":\([-0-9.eE+]*\).*/\1/p')
+check "a LoRA run exports merged ($(json_num "$T/evl.json" loss) vs $la)" \
+  awk -v x="$(json_num "$T/evl.json" loss)" -v y="$la" 'BEGIN { exit !(x - y < 1e-4 && y - x < 1e-4) }'
+printf '{"text": "changed"}\n' >>"$T/tr.jsonl"
+"$Z" train $TR --run "$T/t_a" >/dev/null 2>"$T/err"
+check "train refuses data that changed since the run started" \
+  sh -c "test $? -eq 1 && grep -q 'objective.data_sha256' '$T/err'"
+"$Z" train --model "$T/tiny.gguf" --data "$T/nope.jsonl" --steps 1 --seed 1 --run "$T/t_x" >/dev/null 2>"$T/err"
+check "train with a missing data file exits 1 naming it" sh -c "test $? -eq 1 && grep -q nope.jsonl '$T/err'"
+for cmd in train export; do
+  "$Z" $cmd --help >"$T/help" 2>&1
+  check "$cmd --help exits 0" test $? -eq 0 -a -s "$T/help"
+done
+
 echo "# cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
