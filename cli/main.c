@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"train", cmd_train, "fine-tune a language model with forward passes only"},
     {"export", cmd_export, "write a training run's fine-tuned model as GGUF"},
+    {"plot", cmd_plot, "draw a run's loss curves as SVG"},
     {"optimize", cmd_optimize, "optimise a black-box test function with SPSA"},
     {"replay", cmd_replay, "rebuild a run's final state from its log and check it"},
     {"hash", cmd_hash, "print the SHA-256 of a run's final parameters"},

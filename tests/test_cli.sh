@@ -248,7 +248,12 @@ check "train refuses data that changed since the run started" \
   sh -c "test $? -eq 1 && grep -q 'objective.data_sha256' '$T/err'"
 "$Z" train --model "$T/tiny.gguf" --data "$T/nope.jsonl" --steps 1 --seed 1 --run "$T/t_x" >/dev/null 2>"$T/err"
 check "train with a missing data file exits 1 naming it" sh -c "test $? -eq 1 && grep -q nope.jsonl '$T/err'"
-for cmd in train export; do
+"$Z" plot --run "$T/t_a" -o "$T/curves.svg" 2>"$T/err"
+check "plot exits 0" test $? -eq 0
+check "plot draws both curves" sh -c "test \$(grep -c '<polyline' '$T/curves.svg') -eq 2"
+"$Z" plot --run "$T/nowhere" -o "$T/x.svg" 2>/dev/null
+check "plot of a missing run exits 1" test $? -eq 1
+for cmd in train export plot; do
   "$Z" $cmd --help >"$T/help" 2>&1
   check "$cmd --help exits 0" test $? -eq 0 -a -s "$T/help"
 done
