@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/lm.h"
+#include "cli/objective.h"
 #include "model/load.h"
 #include "rng/rng.h"
 
@@ -16,9 +17,25 @@ static int model_exit(const char *cmd, const model_err *err)
   return zo_err_is_user(err->code) ? EXIT_USER : EXIT_INTERNAL;
 }
 
+/* The model at --model, or the fine-tuned model of --run. Prints errors. */
+static int load_any(const char *cmd, const char *mpath, const char *rpath, int threads, model **m)
+{
+  if (rpath) {
+    zo_err ze = {0, ""};
+    if (cli_run_model(rpath, threads, m, NULL, &ze) != 0)
+      return cli_fail(cmd, &ze);
+    return 0;
+  }
+  model_err err = {0, ""};
+  return model_load(mpath, m, &err) == 0 ? 0 : model_exit(cmd, &err);
+}
+
 static const char *const eval_help =
-    "usage: zotune eval --model MODEL.gguf --data FILE.jsonl [--batch B] [--threads T] [--json]\n"
+    "usage: zotune eval (--model MODEL | --run DIR) --data FILE.jsonl [--batch B] [--threads T]\n"
+    "                   [--json]\n"
     "\n"
+    "MODEL is a GGUF file or a Hugging Face folder; --run DIR evaluates the fine-tuned\n"
+    "model of a training run (base + replayed log).\n"
     "Evaluates a JSONL file, one example per line:\n"
     "  {\"text\": ...}                          loss on every token\n"
     "  {\"prompt\": ..., \"completion\": ...}      loss on the completion's tokens\n"
@@ -32,13 +49,14 @@ int cmd_eval(int argc, char **argv)
 {
   const char *c = "eval";
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                       {"run", required_argument, 0, 'r'},
                                        {"data", required_argument, 0, 'd'},
                                        {"batch", required_argument, 0, 'b'},
                                        {"threads", required_argument, 0, 't'},
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  const char *mpath = NULL, *dpath = NULL;
+  const char *mpath = NULL, *dpath = NULL, *rpath = NULL;
   uint32_t batch = 8, threads = (uint32_t)cli_default_threads();
   int json = 0, o;
   optind = 1;
@@ -50,6 +68,9 @@ int cmd_eval(int argc, char **argv)
       break;
     case 'd':
       dpath = optarg;
+      break;
+    case 'r':
+      rpath = optarg;
       break;
     case 'b':
       if (cli_u32(c, "--batch", optarg, 1, 4096, &batch) != 0)
@@ -71,17 +92,19 @@ int cmd_eval(int argc, char **argv)
   }
   if (optind < argc)
     return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
-  if (!mpath || !dpath)
-    return cli_usage_error(c, "--model and --data are required");
+  if (!(mpath || rpath) || (mpath && rpath) || !dpath)
+    return cli_usage_error(c, "--data and one of --model or --run are required");
   if (cli_set_isa(c, NULL) != 0)
     return EXIT_USER;
   model_err err = {0, ""};
   model *m;
   lm_data d;
   lm_eval_result r;
-  int rv = model_load(mpath, &m, &err);
+  int rv = load_any(c, mpath, rpath, (int)threads, &m);
   if (rv != 0)
-    return model_exit(c, &err);
+    return rv;
+  if (!mpath)
+    mpath = rpath;
   rv = lm_data_load(dpath, m, m->cfg.n_ctx, &d, &err);
   if (rv == 0) {
     double t0 = cli_now();
@@ -105,7 +128,8 @@ int cmd_eval(int argc, char **argv)
 }
 
 static const char *const gen_help =
-    "usage: zotune generate --model MODEL.gguf --prompt TEXT [--max-tokens N] [--temperature X]\n"
+    "usage: zotune generate (--model MODEL | --run DIR) --prompt TEXT [--max-tokens N]\n"
+    "                       [--temperature X]\n"
     "                       [--top-p P] [--seed S] [--threads T]\n"
     "\n"
     "Continues TEXT (after BOS) and prints the continuation. --temperature 0 (default) is\n"
@@ -160,6 +184,7 @@ int cmd_generate(int argc, char **argv)
 {
   const char *c = "generate";
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                       {"run", required_argument, 0, 'r'},
                                        {"prompt", required_argument, 0, 'p'},
                                        {"max-tokens", required_argument, 0, 'n'},
                                        {"temperature", required_argument, 0, 'T'},
@@ -168,7 +193,7 @@ int cmd_generate(int argc, char **argv)
                                        {"threads", required_argument, 0, 't'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  const char *mpath = NULL, *prompt = NULL;
+  const char *mpath = NULL, *prompt = NULL, *rpath = NULL;
   uint32_t max_tokens = 32, threads = (uint32_t)cli_default_threads();
   double temp = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -183,6 +208,9 @@ int cmd_generate(int argc, char **argv)
       break;
     case 'p':
       prompt = optarg;
+      break;
+    case 'r':
+      rpath = optarg;
       break;
     case 'n':
       bad = cli_u32(c, "--max-tokens", optarg, 1, 1u << 20, &max_tokens);
@@ -214,15 +242,17 @@ int cmd_generate(int argc, char **argv)
   }
   if (optind < argc)
     return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
-  if (!mpath || !prompt)
-    return cli_usage_error(c, "--model and --prompt are required");
+  if (!(mpath || rpath) || (mpath && rpath) || !prompt)
+    return cli_usage_error(c, "--prompt and one of --model or --run are required");
   if (cli_set_isa(c, NULL) != 0)
     return EXIT_USER;
   model_err err = {0, ""};
   model *m;
-  int rv = model_load(mpath, &m, &err);
+  int rv = load_any(c, mpath, rpath, (int)threads, &m);
   if (rv != 0)
-    return model_exit(c, &err);
+    return rv;
+  if (!mpath)
+    mpath = rpath;
   if (!m->tok) {
     model_free(m);
     fprintf(stderr, "zotune generate: %s has no tokenizer\n", mpath);

@@ -11,6 +11,7 @@
 
 #include "model/load.h"
 #include "zo/hash.h"
+#include "zo/run.h"
 
 json_t *cli_function_doc(enum zo_function f, size_t dim)
 {
@@ -200,4 +201,34 @@ void cli_objective_close(cli_objective *o)
   }
   free(o->base);
   memset(o, 0, sizeof *o);
+}
+
+int cli_run_model(const char *dir, int threads, model **out, uint32_t *steps, zo_err *err)
+{
+  zo_run *run = NULL;
+  cli_objective ob = {0};
+  zo_state st = {0};
+  int rv = zo_run_load(dir, &run, err);
+  if (rv == 0 &&
+      (rv = cli_objective_open(json_object_get(run->doc, "objective"), run->cfg.seed, 0, 1, threads,
+                               &ob, err)) == 0 &&
+      !ob.is_lm)
+    rv = zo_fail(err, ZO_EINVAL, "%s is not a model run", dir);
+  if (rv == 0 && memcmp(ob.base_hash, run->base_hash, 32) != 0)
+    rv = zo_fail(err, ZO_EMISMATCH, "%s: the base parameters do not match the run", dir);
+  if (rv == 0)
+    rv = zo_state_init(&st, &run->cfg, ob.base, ob.obj.dim, err);
+  if (rv == 0)
+    rv = zo_spsa_replay(&run->cfg, &st, run->log, zo_log_nsteps(run->log), threads, err);
+  if (rv == 0) {
+    lm_tuned_unpack(ob.m, &ob.tuned, st.theta, ob.m->params);
+    *out = ob.m;
+    ob.m = NULL; /* the caller's now */
+    if (steps)
+      *steps = st.step;
+  }
+  zo_state_free(&st);
+  cli_objective_close(&ob);
+  zo_run_close(run);
+  return rv;
 }

@@ -42,5 +42,9 @@ int cli_hash_path(const char *path, uint8_t out[32], zo_err *err);
 int cli_objective_open(json_t *doc, uint64_t seed, int with_data, int workers, int threads,
                        cli_objective *o, zo_err *err);
 void cli_objective_close(cli_objective *o);
+/* The fine-tuned model of a training run: base model + replayed log, tuned
+ * tensors written back (LoRA merged). *steps: steps replayed. The caller
+ * frees the model with model_free. */
+int cli_run_model(const char *dir, int threads, model **out, uint32_t *steps, zo_err *err);
 
 #endif

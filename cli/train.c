@@ -460,35 +460,19 @@ int cmd_export(int argc, char **argv)
   if (!dir || !out)
     return cli_usage_error(c, "--run and -o are required");
   zo_err err = {0, ""};
-  zo_run *run = NULL;
-  cli_objective ob = {0};
-  zo_state st = {0};
-  int rv = zo_run_load(dir, &run, &err);
-  if (rv == 0 &&
-      (rv = cli_objective_open(json_object_get(run->doc, "objective"), run->cfg.seed, 0, 1,
-                               cli_default_threads(), &ob, &err)) == 0 &&
-      !ob.is_lm)
-    rv = zo_fail(&err, ZO_EINVAL, "%s is not a model run (nothing to export)", dir);
-  if (rv == 0 && memcmp(ob.base_hash, run->base_hash, 32) != 0)
-    rv = zo_fail(&err, ZO_EMISMATCH, "%s: the base parameters do not match the run", dir);
-  if (rv == 0)
-    rv = zo_state_init(&st, &run->cfg, ob.base, ob.obj.dim, &err);
-  if (rv == 0)
-    rv = zo_spsa_replay(&run->cfg, &st, run->log, zo_log_nsteps(run->log), cli_default_threads(),
-                        &err);
+  model *m = NULL;
+  uint32_t steps = 0;
+  int rv = cli_run_model(dir, cli_default_threads(), &m, &steps, &err);
   if (rv == 0) {
     model_err me = {0, ""};
     tok_spec spec;
-    lm_tuned_unpack(ob.m, &ob.tuned, st.theta, ob.m->params);
-    if (ob.m->tok)
-      tok_get_spec(ob.m->tok, &spec);
-    if (model_save_gguf(ob.m, ob.m->tok ? &spec : NULL, out, dtype, &me) != 0)
+    if (m->tok)
+      tok_get_spec(m->tok, &spec);
+    if (model_save_gguf(m, m->tok ? &spec : NULL, out, dtype, &me) != 0)
       rv = zo_fail(&err, me.code, "%s", me.msg);
     else
-      printf("%s: %zu parameters after %u steps of %s\n", out, ob.m->n_params, st.step, dir);
+      printf("%s: %zu parameters after %u steps of %s\n", out, m->n_params, steps, dir);
   }
-  zo_state_free(&st);
-  cli_objective_close(&ob);
-  zo_run_close(run);
+  model_free(m);
   return rv == 0 ? 0 : cli_fail(c, &err);
 }

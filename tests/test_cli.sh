@@ -248,6 +248,13 @@ check "train refuses data that changed since the run started" \
   sh -c "test $? -eq 1 && grep -q 'objective.data_sha256' '$T/err'"
 "$Z" train --model "$T/tiny.gguf" --data "$T/nope.jsonl" --steps 1 --seed 1 --run "$T/t_x" >/dev/null 2>"$T/err"
 check "train with a missing data file exits 1 naming it" sh -c "test $? -eq 1 && grep -q nope.jsonl '$T/err'"
+"$Z" eval --run "$T/t_a" --data "$T/dv.jsonl" --json >"$T/evr.json" 2>"$T/err"
+check "eval --run evaluates the fine-tuned model ($(json_num "$T/evr.json" loss) vs $a)" \
+  awk -v x="$(json_num "$T/evr.json" loss)" -v y="$a" 'BEGIN { exit !(x - y < 1e-4 && y - x < 1e-4) }'
+"$Z" generate --run "$T/t_a" --prompt "the" --max-tokens 4 >/dev/null 2>&1
+check "generate --run exits 0" test $? -eq 0
+"$Z" eval --run "$T/t_a" --model "$T/tiny.gguf" --data "$T/dv.jsonl" >/dev/null 2>&1
+check "eval with both --run and --model exits 1" test $? -eq 1
 "$Z" plot --run "$T/t_a" -o "$T/curves.svg" 2>"$T/err"
 check "plot exits 0" test $? -eq 0
 check "plot draws both curves" sh -c "test \$(grep -c '<polyline' '$T/curves.svg') -eq 2"
