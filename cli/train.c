@@ -15,6 +15,7 @@
 #include "zo/config.h"
 #include "zo/hash.h"
 #include "zo/run.h"
+#include "zo/snapshot.h"
 
 static const char *const help =
     "usage: zotune train --model MODEL --data TRAIN.jsonl --run DIR --steps N --seed S [options]\n"
@@ -45,6 +46,9 @@ static const char *const help =
     "  --schedule NAME      constant | linear | cosine (constant); --warmup N; --min-lr-ratio X\n"
     "  --weight-decay X     decoupled weight decay (0)\n"
     "  --eval-every K       evaluate every K steps (steps/10)\n"
+    "  --snapshot-every K   save the state every K steps (DIR/snapshots; resume starts from\n"
+    "                       the newest valid one instead of replaying the whole log) (off)\n"
+    "  --keep-snapshots N   snapshots to keep (2)\n"
     "  --threads T          threads (all cores)\n"
     "  --json               one JSON line per report on stdout\n"
     "  --profile            print where a step's time goes\n";
@@ -52,7 +56,7 @@ static const char *const help =
 enum {
   O_MODEL = 256, O_DATA, O_EVAL, O_RUN, O_STEPS, O_SEED, O_TUNE, O_BATCH, O_MAXLEN, O_WORKERS,
   O_NDIRS, O_DIRS, O_DIST, O_CODEC, O_LR, O_EPS, O_SCHED, O_WARMUP, O_MINLR, O_WD, O_EVERY,
-  O_THREADS, O_JSON, O_PROFILE, O_HELP
+  O_THREADS, O_JSON, O_PROFILE, O_HELP, O_SNAP, O_KEEP
 };
 
 static const struct option opts[] = {
@@ -68,11 +72,13 @@ static const struct option opts[] = {
     {"min-lr-ratio", required_argument, 0, O_MINLR}, {"weight-decay", required_argument, 0, O_WD},
     {"eval-every", required_argument, 0, O_EVERY},   {"threads", required_argument, 0, O_THREADS},
     {"json", no_argument, 0, O_JSON},                {"profile", no_argument, 0, O_PROFILE},
+    {"snapshot-every", required_argument, 0, O_SNAP},
+    {"keep-snapshots", required_argument, 0, O_KEEP},
     {"help", no_argument, 0, O_HELP},                {0, 0, 0, 0}};
 
 struct targs {
   const char *model, *data, *eval, *run, *tune;
-  uint32_t batch, max_len, every, threads;
+  uint32_t batch, max_len, every, threads, snap_every, keep;
   int have_steps, have_seed, json, profile;
   zo_config cfg;
 };
@@ -87,6 +93,7 @@ static int parse(int argc, char **argv, struct targs *a)
   a->cfg.lr = 1e-4;
   a->tune = "all";
   a->batch = 8;
+  a->keep = 2;
   a->threads = (uint32_t)cli_default_threads();
   optind = 1;
   opterr = 0;
@@ -140,6 +147,8 @@ static int parse(int argc, char **argv, struct targs *a)
     case O_MINLR: bad = cli_double(c, "--min-lr-ratio", optarg, &a->cfg.schedule.min_ratio); break;
     case O_WD: bad = cli_double(c, "--weight-decay", optarg, &a->cfg.weight_decay); break;
     case O_EVERY: bad = cli_u32(c, "--eval-every", optarg, 1, UINT32_MAX, &a->every); break;
+    case O_SNAP: bad = cli_u32(c, "--snapshot-every", optarg, 1, UINT32_MAX, &a->snap_every); break;
+    case O_KEEP: bad = cli_u32(c, "--keep-snapshots", optarg, 1, 1000000, &a->keep); break;
     case O_THREADS: bad = cli_u32(c, "--threads", optarg, 1, 1024, &a->threads); break;
     case O_JSON: a->json = 1; break;
     case O_PROFILE: a->profile = 1; break;
@@ -280,10 +289,21 @@ int cmd_train(int argc, char **argv)
                     "from the last whole step\n",
             a.run, (unsigned long long)run->recovery.dropped_bytes);
   const zo_config *cfg = &run->cfg;
-  if ((rv = zo_state_init(&st, cfg, ob.base, ob.obj.dim, &err)) != 0 ||
-      (rv = zo_spsa_replay(cfg, &st, run->log, zo_log_nsteps(run->log), (int)a.threads, &err)) != 0)
+  if ((rv = zo_state_init(&st, cfg, ob.base, ob.obj.dim, &err)) != 0)
     goto out;
-  if (run->resumed && !a.json)
+  if (run->resumed) { /* start from the newest valid snapshot, then replay the rest */
+    int found;
+    char why[512];
+    zo_snapshot_load(a.run, run->config_hash, (uint32_t)zo_log_nsteps(run->log), &st, &found, why,
+                     sizeof why, &err);
+    if (why[0])
+      fprintf(stderr, "zotune train: ignored snapshot %s\n", why);
+    if (found)
+      fprintf(stderr, "zotune train: starting from the snapshot at step %u\n", st.step);
+  }
+  if ((rv = zo_spsa_replay(cfg, &st, run->log, zo_log_nsteps(run->log), (int)a.threads, &err)) != 0)
+    goto out;
+  if (run->resumed)
     fprintf(stderr, "zotune train: resuming %s at step %u of %u\n", a.run, st.step, cfg->steps);
   if (a.eval) {
     model_err me = {0, ""};
@@ -345,6 +365,12 @@ int cmd_train(int argc, char **argv)
     fprintf(metrics, "{\"step\":%u,\"loss\":%.9g,\"lr\":%.9g,\"seconds\":%.6g,\"log_bytes\":%llu}\n",
             st.step, loss, zo_spsa_lr(cfg, st.step - 1), cli_now() - r.t0,
             (unsigned long long)zo_log_bytes(run->log));
+    if (a.snap_every && (st.step % a.snap_every == 0 || st.step == cfg->steps)) {
+      /* The log must hold every step the snapshot includes. */
+      if ((rv = zo_log_sync(run->log, &err)) != 0 ||
+          (rv = zo_snapshot_write(a.run, run->config_hash, &st, (int)a.keep, &err)) != 0)
+        goto out;
+    }
     if (a.eval && (st.step % a.every == 0 || st.step == cfg->steps)) {
       lm_eval_result ev;
       double te = cli_now();

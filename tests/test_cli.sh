@@ -228,6 +228,26 @@ check "train killed mid-run (after $done_steps of 1500 steps)" test $done_steps 
 "$Z" train $TR --steps 1500 --run "$T/t_kill" --threads 1 --json >"$T/tk.json" 2>/dev/null
 check "train resumed after kill -9 reaches the same hash" \
   test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tk.json" | tail -1)" = "$hf"
+"$Z" train $TR --steps 1500 --snapshot-every 100 --run "$T/t_snap" --threads 1 >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 400 ] && [ "$(ls "$T/t_snap/snapshots" 2>/dev/null | wc -l)" -lt 2 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+newest=$(ls "$T/t_snap/snapshots" | tail -1)
+"$Z" train $TR --steps 1500 --snapshot-every 100 --run "$T/t_snap" --threads 1 --json \
+  >"$T/ts.json" 2>"$T/ts.err"
+check "resume starts from the newest snapshot ($newest)" grep -q "starting from the snapshot" "$T/ts.err"
+check "resumed from a snapshot: same hash as the uninterrupted run" \
+  test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/ts.json" | tail -1)" = "$hf"
+check "snapshots kept: 2" test "$(ls "$T/t_snap/snapshots" | wc -l)" -eq 2
+newest=$(ls "$T/t_snap/snapshots" | tail -1)
+printf 'X' | dd of="$T/t_snap/snapshots/$newest" bs=1 seek=200 conv=notrunc 2>/dev/null
+"$Z" train $TR --steps 1500 --snapshot-every 100 --run "$T/t_snap" --threads 1 >/dev/null 2>"$T/ts.err"
+check "a damaged snapshot is ignored with its reason" grep -q "SHA-256 mismatch" "$T/ts.err"
 "$Z" export --run "$T/t_a" -o "$T/ft.gguf" >/dev/null 2>"$T/err"
 check "export exits 0" test $? -eq 0
 "$Z" eval --model "$T/ft.gguf" --data "$T/dv.jsonl" --json >"$T/ev.json" 2>/dev/null
