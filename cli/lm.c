@@ -250,22 +250,25 @@ static int parse_lora(const model *m, const char *spec, lm_tuned *t, model_err *
         continue;
       }
       if (!in_targets) {
+        int rv = model_fail(err, MODEL_EINVAL, "tuned set \"%s\": unknown LoRA setting \"%s\" "
+                                               "(r, targets, alpha)", spec, p);
         free(copy);
-        return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": unknown LoRA setting \"%s\" "
-                                             "(r, targets, alpha)", spec, p);
+        return rv;
       }
       name = eq + 1;
     } else if (!in_targets) {
+      int rv = model_fail(err, MODEL_EINVAL, "tuned set \"%s\": \"%s\" is not key=value", spec, p);
       free(copy);
-      return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": \"%s\" is not key=value", spec, p);
+      return rv;
     }
     size_t k = 0;
     while (k < N_LORA_TARGETS && strcmp(lora_targets[k].key, name) != 0)
       k++;
     if (k == N_LORA_TARGETS) {
-      free(copy);
-      return model_fail(err, MODEL_EINVAL, "tuned set \"%s\": unknown LoRA target \"%s\" "
-                                           "(q k v o qkv gate up down)", spec, name);
+      int rv = model_fail(err, MODEL_EINVAL, "tuned set \"%s\": unknown LoRA target \"%s\" "
+                                             "(q k v o qkv gate up down)", spec, name);
+      free(copy); /* name points into copy */
+      return rv;
     }
     want[k] = any = 1;
   }
