@@ -140,10 +140,17 @@ static int open_lm(json_t *doc, uint64_t seed, int with_data, int workers, int t
   if ((rv = model_to_zo(model_load(mpath, &o->m, &me), &me, err)) != 0 ||
       (rv = model_to_zo(lm_tuned_parse(o->m, tune, &o->tuned, &me), &me, err)) != 0)
     return rv;
-  o->base = malloc(o->tuned.dim * sizeof *o->base);
-  if (!o->base)
-    return zo_fail(err, ZO_ENOMEM, "out of memory for %zu tuned parameters", o->tuned.dim);
-  lm_tuned_init(o->m, &o->tuned, seed, o->m->params, o->base);
+  /* Every tensor tuned (packed order is the model's order): the base is the
+   * model's parameter buffer itself, so training holds one copy of the weights. */
+  o->base_is_params = !o->tuned.lora_a && o->tuned.dim == o->m->n_params;
+  if (o->base_is_params) {
+    o->base = o->m->params;
+  } else {
+    o->base = malloc(o->tuned.dim * sizeof *o->base);
+    if (!o->base)
+      return zo_fail(err, ZO_ENOMEM, "out of memory for %zu tuned parameters", o->tuned.dim);
+    lm_tuned_init(o->m, &o->tuned, seed, o->m->params, o->base);
+  }
   zo_sha256_floats(o->base, o->tuned.dim, o->base_hash);
   o->obj.dim = o->tuned.dim;
   if (!with_data)
@@ -189,6 +196,15 @@ int cli_objective_open(json_t *doc, uint64_t seed, int with_data, int workers, i
   return 0;
 }
 
+int cli_state_init(cli_objective *o, const zo_config *c, zo_state *st, zo_err *err)
+{
+  if (o->base_is_params) {
+    zo_state_borrow(st, c, o->base, o->obj.dim);
+    return 0;
+  }
+  return zo_state_init(st, c, o->base, o->obj.dim, err);
+}
+
 void cli_objective_close(cli_objective *o)
 {
   if (o->is_lm) {
@@ -199,7 +215,8 @@ void cli_objective_close(cli_objective *o)
   } else if (o->obj.ctx) {
     zo_function_free(&o->obj);
   }
-  free(o->base);
+  if (!o->base_is_params)
+    free(o->base);
   memset(o, 0, sizeof *o);
 }
 
@@ -217,11 +234,12 @@ int cli_run_model(const char *dir, int threads, model **out, uint32_t *steps, zo
   if (rv == 0 && memcmp(ob.base_hash, run->base_hash, 32) != 0)
     rv = zo_fail(err, ZO_EMISMATCH, "%s: the base parameters do not match the run", dir);
   if (rv == 0)
-    rv = zo_state_init(&st, &run->cfg, ob.base, ob.obj.dim, err);
+    rv = cli_state_init(&ob, &run->cfg, &st, err);
   if (rv == 0)
     rv = zo_spsa_replay(&run->cfg, &st, run->log, zo_log_nsteps(run->log), threads, err);
   if (rv == 0) {
-    lm_tuned_unpack(ob.m, &ob.tuned, st.theta, ob.m->params);
+    if (!ob.base_is_params) /* else the state already is the model's parameters */
+      lm_tuned_unpack(ob.m, &ob.tuned, st.theta, ob.m->params);
     *out = ob.m;
     ob.m = NULL; /* the caller's now */
     if (steps)

@@ -19,6 +19,7 @@
 #include "cli/lm.h"
 #include "zo/functions.h"
 #include "zo/objective.h"
+#include "zo/spsa.h"
 
 typedef struct cli_objective {
   zo_objective obj;
@@ -29,6 +30,7 @@ typedef struct cli_objective {
   lm_data data;    /* lm: training data (when opened with data) */
   lm_objective *lo;
   float *base; /* base parameters (obj.dim of them) */
+  int base_is_params; /* lm, every tensor tuned: base is m->params itself (not a copy) */
   uint8_t base_hash[32];
 } cli_objective;
 
@@ -42,6 +44,9 @@ int cli_hash_path(const char *path, uint8_t out[32], zo_err *err);
 int cli_objective_open(json_t *doc, uint64_t seed, int with_data, int workers, int threads,
                        cli_objective *o, zo_err *err);
 void cli_objective_close(cli_objective *o);
+/* A state starting from o's base: in place on the model's own parameters
+ * when base_is_params (one copy of the weights in memory), else a copy. */
+int cli_state_init(cli_objective *o, const zo_config *c, zo_state *st, zo_err *err);
 /* The fine-tuned model of a training run: base model + replayed log, tuned
  * tensors written back (LoRA merged). *steps: steps replayed. The caller
  * frees the model with model_free. */

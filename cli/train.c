@@ -289,8 +289,25 @@ int cmd_train(int argc, char **argv)
                     "from the last whole step\n",
             a.run, (unsigned long long)run->recovery.dropped_bytes);
   const zo_config *cfg = &run->cfg;
-  if ((rv = zo_state_init(&st, cfg, ob.base, ob.obj.dim, &err)) != 0)
+  if ((rv = cli_state_init(&ob, cfg, &st, &err)) != 0)
     goto out;
+  if (a.eval) {
+    model_err me = {0, ""};
+    int ml = a.max_len ? (int)a.max_len : ob.m->cfg.n_ctx;
+    if (lm_data_load(a.eval, ob.m, ml < ob.m->cfg.n_ctx ? ml : ob.m->cfg.n_ctx, &dev, &me) != 0) {
+      rv = zo_fail(&err, me.code, "%s", me.msg);
+      goto out;
+    }
+  }
+  if (a.eval) {
+    zo_state base = st; /* the base: theta before any step */
+    base.theta = ob.base;
+    if ((rv = run_eval(&ob, &base, &dev, (int)a.threads, &before, &err)) != 0)
+      goto out;
+    if (!a.json)
+      fprintf(stderr, "held-out loss before: %.4f nats/token (%ld tokens)%s\n", before.loss,
+              before.tokens, run->resumed ? " (the base model)" : "");
+  }
   if (run->resumed) { /* start from the newest valid snapshot, then replay the rest */
     int found;
     char why[512];
@@ -305,14 +322,6 @@ int cmd_train(int argc, char **argv)
     goto out;
   if (run->resumed)
     fprintf(stderr, "zotune train: resuming %s at step %u of %u\n", a.run, st.step, cfg->steps);
-  if (a.eval) {
-    model_err me = {0, ""};
-    int ml = a.max_len ? (int)a.max_len : ob.m->cfg.n_ctx;
-    if (lm_data_load(a.eval, ob.m, ml < ob.m->cfg.n_ctx ? ml : ob.m->cfg.n_ctx, &dev, &me) != 0) {
-      rv = zo_fail(&err, me.code, "%s", me.msg);
-      goto out;
-    }
-  }
   char mpath[4096];
   zo_run_path(run, "metrics.jsonl", mpath, sizeof mpath);
   if (!(metrics = fopen(mpath, "a"))) {
@@ -326,17 +335,10 @@ int cmd_train(int argc, char **argv)
   }
   struct report r = {!a.json && isatty(2), a.json, cli_now(), 0, st.step, NAN, NAN, NAN};
   if (a.eval) {
-    zo_state base = st; /* the base: theta before any step */
-    base.theta = ob.base;
-    if ((rv = run_eval(&ob, &base, &dev, (int)a.threads, &before, &err)) != 0)
-      goto out;
     r.eval = before.loss;
     if (st.step == 0)
       fprintf(metrics, "{\"step\":0,\"eval_loss\":%.9g,\"eval_accuracy\":%.6g}\n", before.loss,
               before.accuracy);
-    if (!a.json)
-      fprintf(stderr, "held-out loss before: %.4f nats/token (%ld tokens)%s\n", before.loss,
-              before.tokens, st.step ? " (the base model)" : "");
   }
   uint32_t report_every = cfg->steps / 20 > 1 ? cfg->steps / 20 : 1;
   while (st.step < cfg->steps) {

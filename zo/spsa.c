@@ -99,9 +99,19 @@ int zo_state_init(zo_state *s, const zo_config *c, const float *base, size_t dim
   return 0;
 }
 
+void zo_state_borrow(zo_state *s, const zo_config *c, float *theta, size_t dim)
+{
+  memset(s, 0, sizeof *s);
+  s->theta = theta;
+  s->dim = dim;
+  s->borrowed = 1;
+  zo_codec_init(&s->codec, c->codec, c->codec_scale0);
+}
+
 void zo_state_free(zo_state *s)
 {
-  free(s->theta);
+  if (!s->borrowed)
+    free(s->theta);
   s->theta = NULL;
 }
 

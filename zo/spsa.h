@@ -10,7 +10,7 @@
  * zo_spsa_apply on the same records, which is why they agree bit for bit.
  *
  * Ownership: zo_state_init allocates theta (a copy of the base) and
- * zo_state_free releases it. zo_spsa_probe and zo_spsa_apply allocate only
+ * zo_state_free releases it; zo_state_borrow works on the caller's buffer. zo_spsa_probe and zo_spsa_apply allocate only
  * temporaries.
  */
 #ifndef ZOTUNE_ZO_SPSA_H
@@ -61,12 +61,16 @@ void zo_dirmode_format(enum zo_dirmode mode, uint32_t pool, char *buf, size_t n)
 typedef struct zo_state {
   float *theta;
   size_t dim;
+  int borrowed; /* theta is the caller's (zo_state_borrow): not freed */
   uint32_t step; /* steps applied so far */
   zo_codec codec;
 } zo_state;
 
 int zo_state_init(zo_state *s, const zo_config *c, const float *base, size_t dim,
                   zo_err *err);
+/* The same without a copy: the state works in place on theta (which holds
+ * the base on entry and is the caller's to free, after zo_state_free). */
+void zo_state_borrow(zo_state *s, const zo_config *c, float *theta, size_t dim);
 void zo_state_free(zo_state *s);
 
 /* The direction that record (slot, dir) of step t probes. */
