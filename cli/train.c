@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/objective.h"
 #include "model/gguf.h"
+#include "model/hf.h"
 #include "model/load.h"
 #include "zo/config.h"
 #include "zo/hash.h"
@@ -445,18 +446,22 @@ out:
 }
 
 static const char *const export_help =
-    "usage: zotune export --run DIR -o OUT.gguf [--dtype f32|f16|bf16]\n"
+    "usage: zotune export --run DIR -o OUT [--format gguf|safetensors] [--dtype f32|f16|bf16]\n"
     "\n"
     "Rebuilds the fine-tuned parameters of a training run from its base model and log\n"
-    "(LoRA adapters merged into their projections) and writes a GGUF model with the\n"
-    "base model's tokenizer and metadata, loadable by zotune and llama.cpp.\n";
+    "(LoRA adapters merged into their projections) and writes them with the base model's\n"
+    "tokenizer: a GGUF file (default; --dtype for its matrices), or with --format\n"
+    "safetensors a Hugging Face folder OUT (model.safetensors in F32, config.json,\n"
+    "tokenizer.json for byte-level BPE tokenizers).\n";
 
 int cmd_export(int argc, char **argv)
 {
   const char *c = "export", *dir = NULL, *out = NULL;
   uint32_t dtype = GGML_F32;
+  int hf = 0;
   static const struct option eopts[] = {{"run", required_argument, 0, 'r'},
                                         {"dtype", required_argument, 0, 't'},
+                                        {"format", required_argument, 0, 'f'},
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
   int o;
@@ -466,6 +471,11 @@ int cmd_export(int argc, char **argv)
     switch (o) {
     case 'r': dir = optarg; break;
     case 'o': out = optarg; break;
+    case 'f':
+      if (strcmp(optarg, "gguf") && strcmp(optarg, "safetensors"))
+        return cli_usage_error(c, "--format: '%s' is not gguf or safetensors", optarg);
+      hf = strcmp(optarg, "safetensors") == 0;
+      break;
     case 't':
       if (strcmp(optarg, "f32") == 0)
         dtype = GGML_F32;
@@ -496,7 +506,8 @@ int cmd_export(int argc, char **argv)
     tok_spec spec;
     if (m->tok)
       tok_get_spec(m->tok, &spec);
-    if (model_save_gguf(m, m->tok ? &spec : NULL, out, dtype, &me) != 0)
+    if (hf ? model_save_hf(m, out, &me) != 0
+           : model_save_gguf(m, m->tok ? &spec : NULL, out, dtype, &me) != 0)
       rv = zo_fail(&err, me.code, "%s", me.msg);
     else
       printf("%s: %zu parameters after %u steps of %s\n", out, m->n_params, steps, dir);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
@@ -612,4 +613,208 @@ out:
   }
   *out = m;
   return 0;
+}
+
+/* ---- writing a Hugging Face folder ------------------------------------------------ */
+
+static int write_bytes(FILE *f, const void *p, size_t n)
+{
+  return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+/* One tensor's values in HF layout: Conv1D transposed, Llama q/k rows from
+ * the interleaved (GGUF) order to HF's half-split order when the model runs
+ * interleaved RoPE. */
+static void hf_values(const model *m, const model_tensor *t, int conv1d, float *out)
+{
+  const float *src = m->params + t->offset;
+  size_t rows = (size_t)t->shape[0], cols = t->n_dims == 2 ? (size_t)t->shape[1] : 1;
+  int qk = m->cfg.arch == MODEL_LLAMA && m->cfg.rope == MODEL_ROPE_INTERLEAVED &&
+           (strstr(t->name, ".attn_q.") || strstr(t->name, ".attn_k."));
+  if (conv1d) {
+    for (size_t r = 0; r < rows; r++)
+      for (size_t c = 0; c < cols; c++)
+        out[c * rows + r] = src[r * cols + c];
+  } else if (qk) {
+    size_t hd = (size_t)(m->cfg.n_embd / m->cfg.n_head);
+    for (size_t h = 0; h < rows / hd; h++)
+      for (size_t j = 0; j < hd / 2; j++) {
+        memcpy(out + (h * hd + j) * cols, src + (h * hd + 2 * j) * cols, cols * sizeof *out);
+        memcpy(out + (h * hd + j + hd / 2) * cols, src + (h * hd + 2 * j + 1) * cols,
+               cols * sizeof *out);
+      }
+  } else {
+    memcpy(out, src, t->n * sizeof *out);
+  }
+}
+
+static json_t *hf_config(const model *m)
+{
+  const model_config *c = &m->cfg;
+  if (c->arch == MODEL_GPT2)
+    return json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:b}", "architectures",
+                     "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size", c->n_vocab,
+                     "n_positions", c->n_ctx, "n_embd", c->n_embd, "n_layer", c->n_layer, "n_head",
+                     c->n_head, "n_inner", c->n_ff, "layer_norm_epsilon", (double)c->norm_eps,
+                     "activation_function", "gelu_new", "tie_word_embeddings", c->tied);
+  int qwen = c->qkv_bias;
+  return json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b}",
+                   "architectures", qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM", "model_type",
+                   qwen ? "qwen2" : "llama", "vocab_size", c->n_vocab, "hidden_size", c->n_embd,
+                   "intermediate_size", c->n_ff, "num_hidden_layers", c->n_layer,
+                   "num_attention_heads", c->n_head, "num_key_value_heads", c->n_kv_head,
+                   "max_position_embeddings", c->n_ctx, "rms_norm_eps", (double)c->norm_eps,
+                   "rope_theta", (double)c->rope_theta, "hidden_act", "silu",
+                   "tie_word_embeddings", c->tied);
+}
+
+/* tokenizer.json for a byte-level BPE tokenizer. */
+static json_t *hf_tokenizer(const tokenizer *tk)
+{
+  tok_spec s;
+  tok_get_spec(tk, &s);
+  if (s.kind != TOK_BPE)
+    return NULL;
+  json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
+  for (size_t i = 0; i < s.n_vocab; i++) {
+    char *name = s.token_lens ? strndup(s.tokens[i], s.token_lens[i]) : strdup(s.tokens[i]);
+    if (!name)
+      continue;
+    json_object_set_new(vocab, name, json_integer((json_int_t)i));
+    if (s.types && s.types[i] == TOK_TYPE_CONTROL)
+      json_array_append_new(added, json_pack("{s:I, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
+                                             (json_int_t)i, "content", name, "single_word", 0,
+                                             "lstrip", 0, "rstrip", 0, "normalized", 0, "special",
+                                             1));
+    free(name);
+  }
+  for (size_t i = 0; i < s.n_merges; i++)
+    json_array_append_new(merges, json_string(s.merges[i]));
+  return json_pack("{s:s, s:o, s:n, s:{s:s, s:b, s:b, s:b}, s:n, s:{s:s, s:b, s:b, s:b}, "
+                   "s:{s:s, s:o, s:o}}",
+                   "version", "1.0", "added_tokens", added, "normalizer", "pre_tokenizer", "type",
+                   "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 1,
+                   "post_processor", "decoder", "type", "ByteLevel", "add_prefix_space", 0,
+                   "trim_offsets", 1, "use_regex", 1, "model", "type", "BPE", "vocab", vocab,
+                   "merges", merges);
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int model_save_hf(const model *m, const char *dir, model_err *err)
+{
+  char path[4200], tmp[4300];
+  int rv = 0;
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    return model_fail(err, MODEL_EIO, "%s: cannot create: %s", dir, strerror(errno));
+  /* Names, sorted (any order tiles; sorted is reproducible). */
+  int n = 0;
+  char **names = calloc((size_t)m->n_tensors, sizeof *names);
+  int *idx = calloc((size_t)m->n_tensors, sizeof *idx);
+  if (!names || !idx) {
+    free(names);
+    free(idx);
+    return model_fail(err, MODEL_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < m->n_tensors && rv == 0; i++) {
+    char name[160];
+    int conv;
+    if (hf_name(m->cfg.arch, m->tensors[i].name, name, sizeof name, &conv) != 0)
+      rv = model_fail(err, MODEL_EINTERNAL, "no Hugging Face name for %s", m->tensors[i].name);
+    else if (m->cfg.arch == MODEL_GPT2 && strcmp(name, "lm_head.weight") != 0) {
+      char full[180];
+      snprintf(full, sizeof full, "transformer.%s", name);
+      names[n++] = strdup(full);
+    } else {
+      names[n++] = strdup(name);
+    }
+  }
+  qsort(names, (size_t)n, sizeof *names, cmp_cstr);
+  /* Header: every tensor F32 in name order. */
+  json_t *head = json_pack("{s:{s:s}}", "__metadata__", "format", "pt");
+  size_t off = 0;
+  for (int k = 0; k < n && rv == 0; k++) {
+    for (int i = 0; i < m->n_tensors; i++) {
+      char name[160], full[180];
+      int conv;
+      hf_name(m->cfg.arch, m->tensors[i].name, name, sizeof name, &conv);
+      snprintf(full, sizeof full, "%s%s",
+               m->cfg.arch == MODEL_GPT2 && strcmp(name, "lm_head.weight") ? "transformer." : "",
+               name);
+      if (strcmp(full, names[k]) != 0)
+        continue;
+      const model_tensor *t = &m->tensors[i];
+      json_t *shape = json_array();
+      if (conv) {
+        json_array_append_new(shape, json_integer(t->shape[1]));
+        json_array_append_new(shape, json_integer(t->shape[0]));
+      } else {
+        for (int d = 0; d < t->n_dims; d++)
+          json_array_append_new(shape, json_integer(t->shape[d]));
+      }
+      json_object_set_new(head, names[k],
+                          json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape", shape,
+                                    "data_offsets", (json_int_t)off,
+                                    (json_int_t)(off + t->n * sizeof(float))));
+      idx[k] = i;
+      off += t->n * sizeof(float);
+    }
+  }
+  char *text = json_dumps(head, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(head);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = rv == 0 && text ? fopen(tmp, "wb") : NULL;
+  if (rv == 0 && !f)
+    rv = model_fail(err, MODEL_EIO, "%s: cannot write", path);
+  if (f) {
+    size_t hl = strlen(text), padded = (hl + 7) / 8 * 8;
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++)
+      len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    int bad = write_bytes(f, len8, 8) || write_bytes(f, text, hl);
+    for (size_t i = hl; i < padded && !bad; i++)
+      bad = fputc(' ', f) == EOF;
+    float *buf = malloc(model_max_tensor(m) * sizeof *buf);
+    for (int k = 0; k < n && !bad; k++) {
+      const model_tensor *t = &m->tensors[idx[k]];
+      int conv = 0;
+      char name[160];
+      hf_name(m->cfg.arch, t->name, name, sizeof name, &conv);
+      if (!buf) {
+        bad = 1;
+        break;
+      }
+      hf_values(m, t, conv, buf);
+      bad = write_bytes(f, buf, t->n * sizeof *buf); /* little-endian hosts */
+    }
+    free(buf);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+      unlink(tmp);
+      rv = model_fail(err, MODEL_EIO, "%s: cannot write", path);
+    }
+  }
+  free(text);
+  if (rv == 0) {
+    json_t *cfg = hf_config(m);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+      rv = model_fail(err, MODEL_EIO, "%s: cannot write", path);
+    json_decref(cfg);
+  }
+  if (rv == 0 && m->tok) {
+    json_t *tj = hf_tokenizer(m->tok);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (tj && json_dump_file(tj, path, JSON_INDENT(2)) != 0)
+      rv = model_fail(err, MODEL_EIO, "%s: cannot write", path);
+    json_decref(tj);
+  }
+  for (int i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+  free(idx);
+  return rv;
 }

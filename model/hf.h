@@ -24,4 +24,10 @@
  * wrong shape, or a tensor the model would not use (e.g. an o_proj bias). */
 int model_load_hf(const char *dir, model **out, model_err *err);
 
+/* Writes m as a Hugging Face folder: model.safetensors (F32, HF names and
+ * layouts: GPT-2 Conv1D weights transposed, Llama q/k rows in HF's half-split
+ * order), config.json, and tokenizer.json for byte-level BPE tokenizers
+ * (SentencePiece-style ones are not written). dir is created if needed. */
+int model_save_hf(const model *m, const char *dir, model_err *err);
+
 #endif

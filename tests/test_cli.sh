@@ -253,6 +253,11 @@ check "export exits 0" test $? -eq 0
 "$Z" eval --model "$T/ft.gguf" --data "$T/dv.jsonl" --json >"$T/ev.json" 2>/dev/null
 check "the exported model evaluates as the run ended ($(json_num "$T/ev.json" loss) vs $a)" \
   awk -v x="$(json_num "$T/ev.json" loss)" -v y="$a" 'BEGIN { exit !(x - y < 1e-4 && y - x < 1e-4) }'
+"$Z" export --run "$T/t_a" -o "$T/ft_hf" --format safetensors >/dev/null 2>"$T/err"
+check "export --format safetensors exits 0" test $? -eq 0
+"$Z" eval --model "$T/ft_hf" --data "$T/dv.jsonl" --json >"$T/evh.json" 2>"$T/err"
+check "the exported HF folder evaluates as the run ended ($(json_num "$T/evh.json" loss) vs $a)" \
+  awk -v x="$(json_num "$T/evh.json" loss)" -v y="$a" 'BEGIN { exit !(x - y < 1e-4 && y - x < 1e-4) }'
 "$Z" train $TR --tune lora:r=2,targets=q,v --lr 5e-2 --run "$T/t_lora" --json >"$T/tl.json" 2>"$T/err"
 check "train with LoRA exits 0" test $? -eq 0
 check "LoRA tunes r*(in+out) per projection (2 layers x (2*64 + 2*64))" \

@@ -757,6 +757,32 @@ static void test_hf_saved_as_gguf(void **state)
   fx_free(&gg);
 }
 
+/* model_save_hf then model_load_hf computes the same function (GPT-2 Conv1D
+ * transposes, Qwen2 biases, Llama q/k row order), tokenizer included. */
+static void test_save_hf_round_trip(void **state)
+{
+  (void)state;
+  const char *fixtures[] = {"gpt2_tied_f32.expected.json", "gpt2_untied_f16.expected.json",
+                            "llama_gqa_f32.expected.json", "qwen2_bias_bf16.expected.json"};
+  for (size_t k = 0; k < 4; k++) {
+    fx f;
+    model *back;
+    model_err err = {0, ""};
+    char dir[] = "/tmp/zotune-test-savehf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fx_load(&f, fixtures[k]);
+    assert_int_equal(model_save_hf(f.m, dir, &err), 0);
+    if (model_load_hf(dir, &back, &err) != 0)
+      fail_msg("%s: %s", fixtures[k], err.msg);
+    compare_logits(back, f.m, &f, 1e-5);
+    assert_non_null(back->tok);
+    assert_int_equal(tok_n_vocab(back->tok), tok_n_vocab(f.m->tok));
+    model_free(back);
+    fx_free(&f);
+    remove_dir(dir);
+  }
+}
+
 /* The fixture's tensors, pointing into st (which must stay open). */
 static int collect(const safetensors *st, wt *out, int cap)
 {
@@ -1456,6 +1482,7 @@ int main(void)
       cmocka_unit_test(test_hf_sharded),         cmocka_unit_test(test_hf_gpt2_tied),
       cmocka_unit_test(test_hf_gpt2_untied_f16), cmocka_unit_test(test_hf_qwen2_bf16),
       cmocka_unit_test(test_hf_bad_folders),     cmocka_unit_test(test_hf_saved_as_gguf),
+      cmocka_unit_test(test_save_hf_round_trip),
   };
   return cmocka_run_group_tests_name("safetensors", tests, NULL, NULL);
 }
