@@ -1,0 +1,1242 @@
+/* bench_mezo: one full MeZO step (zo_spsa_probe: two perturbed forwards with
+ * their losses; zo_spsa_apply: regenerate z and update theta), next to a
+ * PyTorch 1.13 peer running MeZO's trainer step, measured in the same run.
+ *
+ * Models (random weights, no file), as bench_forward: a GPT-2-124M shape (12
+ * layers, dim 768, 12 heads, ffn 3072, vocab 50257, ctx 2048, tied LM head)
+ * and a ~15M Llama shape (6 layers, dim 288, 6 heads, ffn 768, vocab 32000,
+ * ctx 2048, untied output). Weights U(-0.0346, 0.0346) (std 0.02), norms 1,
+ * biases 0. Token layouts: 256 tokens = 1 sequence of 256 (B=1, T=256);
+ * 2048 tokens = a batch of 8 sequences of 256 (B=8, T=256), the shape of a
+ * MeZO training batch of short examples (performance.md s.2.1 used 16x128
+ * for GPT-2 and 8x256 for the Llama). The peer gets exactly the same B x T.
+ *
+ * The step is the library's: an lm_data of B sequences of exactly T random
+ * tokens, lm_objective_new(model, NULL = tune every tensor, data, batch B, 1
+ * worker, threads), a zo_config (Gaussian directions, log codec, lr 1e-6, eps
+ * 1e-3) and zo_state_init from the model's parameters. For each case and
+ * thread count (2; also 1 for the Llama) it prints
+ *   - ms per step (median of --reps after one warm-up step), its split into
+ *     probe and apply, and tokens/s (B*T per step);
+ *   - where the time goes: each repetition also evaluates the objective's
+ *     plain loss at theta (obj->loss: the same forward + loss without a
+ *     direction), so probe - 2 x plain = the cost of materialising
+ *     theta + eps z per weight slice for the two forwards, and apply = one
+ *     fused regenerate-and-update pass; both in ns per parameter per pass;
+ *   - the PyTorch peer (tests/bench/peers/torch_mezo.py, /usr/bin/python3):
+ *     MeZO's zo_step verbatim but in place (4 passes of manual_seed +
+ *     torch.normal per named parameter + add_, two forwards under
+ *     inference_mode), the same shapes and thread counts, its split into
+ *     parameter passes and forwards, and zotune's speed-up over it against
+ *     BRIEF s.4 (GPT-2: >= 4x at 256 tokens, >= 2.5x at 2048 tokens), with the
+ *     reference VM's figures quoted from performance.md;
+ *   - the peak RSS of one GPT-2 8x256 step in a child forked before the
+ *     parent allocates anything (wait4's ru_maxrss), against the weights and
+ *     "weights + 25%": once with zo_state_init (theta is a copy of the
+ *     parameters), once with a state whose theta aliases the model's
+ *     parameter buffer (built by hand: zo_state is a plain struct; the probe
+ *     never writes theta, and with every tensor tuned the view reads
+ *     theta = m->params), and a check that both give the same theta.
+ *
+ * Usage: bench_mezo [--reps N] [--quick] [--no-peer] [--no-rss] [--peer PATH]
+ *                   [--peer-env 'VAR=value ...']
+ *   --quick   only the Llama cases, no RSS children (for development);
+ *   --peer    the peer script (default: ZOTUNE_TORCH_MEZO_PEER, else
+ *             peers/torch_mezo.py next to this source file).
+ *
+ * Exit status: 0, or 1 when something failed (allocation, a library call, a
+ * bad argument). A missing or failing PyTorch peer is reported, not fatal.
+ */
+#define _DEFAULT_SOURCE /* wait4 */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/lm.h"
+#include "model/model.h"
+#include "rng/rng.h"
+#include "tests/bench/bench_util.h"
+#include "zo/codec.h"
+#include "zo/spsa.h"
+
+#define MAX_THREADS 2
+#define DEFAULT_REPS 3
+#define WAIT_WARN 0.05   /* flag rows whose threads waited > 5% for a CPU */
+#define TARGET_RSS 1.25  /* BRIEF s.4: peak RSS <= weights + 25% */
+#define LR 1e-6
+#define EPS 1e-3
+#define PYTHON "/usr/bin/python3"
+#define SEED 0x5EEDF0A4D1234567ull
+
+/* performance.md s.2.2 / s.4.2, the reference VM (QUOTED, not measured here):
+ * PyTorch 1.13 MeZO in place, tuned BLAS, GPT-2 2x128 and 16x128 tokens; the
+ * physical floor (FMA peak + perturbation passes at the memory floor). */
+#define REF_TORCH_256 2.40
+#define REF_TORCH_2048 6.47
+#define REF_FLOOR_256 0.33
+#define REF_FLOOR_2048 2.2
+
+enum { M_GPT2, M_LLAMA, N_MODELS };
+
+static const char *const model_names[N_MODELS] = {"gpt2", "llama"};
+
+struct bcase {
+  int model, B, T;
+  int one_thread;  /* also at 1 thread (zotune and peer) */
+  double target;   /* BRIEF s.4 speed-up over the peer, 0 = none */
+  double ref_torch, ref_floor; /* quoted seconds, 0 = none */
+};
+
+static const struct bcase cases[] = {
+    {M_GPT2, 1, 256, 0, 4.0, REF_TORCH_256, REF_FLOOR_256},
+    {M_GPT2, 8, 256, 0, 2.5, REF_TORCH_2048, REF_FLOOR_2048},
+    {M_LLAMA, 1, 256, 1, 0.0, 0.0, 0.0},
+    {M_LLAMA, 8, 256, 1, 0.0, 0.0, 0.0},
+};
+#define N_CASES (int)(sizeof cases / sizeof cases[0])
+
+struct result {
+  int measured[MAX_THREADS + 1];
+  double n_params, gflop; /* per forward */
+  /* by thread count, medians in seconds */
+  double step[MAX_THREADS + 1], step_lo[MAX_THREADS + 1], step_hi[MAX_THREADS + 1];
+  double probe[MAX_THREADS + 1], apply[MAX_THREADS + 1], plain[MAX_THREADS + 1];
+  double gen[MAX_THREADS + 1]; /* one generator sweep over all parameters */
+  double loss[MAX_THREADS + 1], g[MAX_THREADS + 1];
+  double wait[MAX_THREADS + 1];
+  /* PyTorch peer, milliseconds */
+  int peer_ok[MAX_THREADS + 1];
+  double peer_ms[MAX_THREADS + 1], peer_lo[MAX_THREADS + 1], peer_hi[MAX_THREADS + 1];
+  double peer_perturb[MAX_THREADS + 1], peer_fwd[MAX_THREADS + 1];
+  double peer_loss[MAX_THREADS + 1], peer_wait[MAX_THREADS + 1];
+};
+
+static struct result results[N_CASES];
+static int nflagged;
+static double wait_max;
+static int reps = DEFAULT_REPS;
+
+static double mark_wait(double wait, char *mark, size_t len)
+{
+  if (wait < 0.0) {
+    snprintf(mark, len, "?");
+    return wait;
+  }
+  if (wait > wait_max)
+    wait_max = wait;
+  if (wait > WAIT_WARN)
+    nflagged++;
+  snprintf(mark, len, "%.2f%s", wait, wait > WAIT_WARN ? " !" : "");
+  return wait;
+}
+
+static int have_avx512(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+  return 0;
+#endif
+}
+
+/* ---- models and data ---------------------------------------------------- */
+
+static model_config make_config(int which)
+{
+  model_config c;
+  memset(&c, 0, sizeof c);
+  if (which == M_GPT2) {
+    c.arch = MODEL_GPT2;
+    snprintf(c.name, sizeof c.name, "gpt2");
+    c.n_layer = 12;
+    c.n_embd = 768;
+    c.n_head = 12;
+    c.n_kv_head = 12;
+    c.n_ff = 3072;
+    c.n_vocab = 50257;
+    c.n_ctx = 2048;
+    c.norm_eps = 1e-5f;
+    c.tied = 1;
+  } else {
+    c.arch = MODEL_LLAMA;
+    snprintf(c.name, sizeof c.name, "llama");
+    c.n_layer = 6;
+    c.n_embd = 288;
+    c.n_head = 6;
+    c.n_kv_head = 6;
+    c.n_ff = 768;
+    c.n_vocab = 32000;
+    c.n_ctx = 2048;
+    c.norm_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    c.rope = MODEL_ROPE_INTERLEAVED;
+    c.tied = 0;
+  }
+  return c;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Norm weights 1, biases 0, everything else U(-a, a) with std 0.02. */
+static void fill_weights(model *m, uint64_t seed)
+{
+  const float a = 0.02f * 1.7320508f;
+  uint64_t s = seed | 1;
+  for (int i = 0; i < m->n_tensors; i++) {
+    const model_tensor *t = &m->tensors[i];
+    float *p = m->params + t->offset;
+    if (t->n_dims == 1) {
+      float v = strstr(t->name, "norm.weight") ? 1.0f : 0.0f;
+      for (size_t j = 0; j < t->n; j++)
+        p[j] = v;
+      continue;
+    }
+    for (size_t j = 0; j < t->n; j++) {
+      float u = (float)(rng_next(&s) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+      p[j] = (2.0f * u - 1.0f) * a;
+    }
+  }
+}
+
+static int new_model(int which, model **out)
+{
+  model_config c = make_config(which);
+  model_err err;
+  if (model_new(&c, out, &err) != 0) {
+    fprintf(stderr, "bench_mezo: model_new(%s): %s\n", model_names[which], err.msg);
+    return -1;
+  }
+  fill_weights(*out, SEED + (uint64_t)which);
+  return 0;
+}
+
+/* B plain-text examples of exactly T random tokens each (every position
+ * after the first is a target). */
+struct data {
+  lm_data d;
+  lm_example *ex;
+  lm_seq *seq;
+  int32_t *ids;
+};
+
+static void free_data(struct data *dt)
+{
+  free(dt->ex);
+  free(dt->seq);
+  free(dt->ids);
+  memset(dt, 0, sizeof *dt);
+}
+
+static int new_data(const model *m, int B, int T, struct data *dt)
+{
+  uint64_t s = SEED ^ ((uint64_t)B << 32 | (uint64_t)T);
+  memset(dt, 0, sizeof *dt);
+  dt->ex = calloc((size_t)B, sizeof *dt->ex);
+  dt->seq = calloc((size_t)B, sizeof *dt->seq);
+  dt->ids = malloc((size_t)B * T * sizeof *dt->ids);
+  if (!dt->ex || !dt->seq || !dt->ids) {
+    free_data(dt);
+    return -1;
+  }
+  for (size_t i = 0; i < (size_t)B * T; i++)
+    dt->ids[i] = (int32_t)(rng_next(&s) % (uint64_t)m->cfg.n_vocab);
+  for (int i = 0; i < B; i++) {
+    dt->seq[i].ids = dt->ids + (size_t)i * T;
+    dt->seq[i].n = T;
+    dt->seq[i].start = 1;
+    dt->ex[i].seqs = &dt->seq[i];
+    dt->ex[i].n_seqs = 1;
+    dt->ex[i].answer = -1;
+  }
+  dt->d.ex = dt->ex;
+  dt->d.n = (size_t)B;
+  dt->d.has_choices = 0;
+  return 0;
+}
+
+static void make_zo_config(zo_config *c)
+{
+  zo_config_defaults(c);
+  c->seed = SEED;
+  c->dist = RNG_GAUSSIAN;
+  c->codec = ZO_CODEC_LOG;
+  c->lr = LR;
+  c->eps = EPS;
+  c->steps = 1u << 20;
+}
+
+/* GFLOP of one forward + loss: every block projection and the LM head over
+ * the B*(T-1) loss rows at 2 flops per multiply-add, attention QK^T and PV
+ * over the causal half (T(T+1)/2 query-key pairs). */
+static double forward_gflop(const model *m, int B, int T)
+{
+  const model_config *c = &m->cfg;
+  double w = 0.0;
+  for (int l = 0; l < c->n_layer; l++) {
+    const model_layer *L = &m->layers[l];
+    const int t[] = {L->wqkv, L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+      if (t[i] != MODEL_NONE)
+        w += (double)m->tensors[t[i]].n;
+  }
+  const double hd = (double)c->n_embd / c->n_head;
+  const double attn = (double)c->n_layer * B * c->n_head * 2.0 * 2.0 * hd * T * (T + 1) / 2.0;
+  return (2.0 * B * T * w + 2.0 * B * (T - 1.0) * c->n_vocab * c->n_embd + attn) * 1e-9;
+}
+
+/* ---- the step ------------------------------------------------------------ */
+
+/* One sweep of theta + eps z over every parameter into a scratch buffer of
+ * model_max_slice floats, slice by slice as the perturbed view builds them
+ * (z of the step st will probe next): the generator's cost alone. */
+static double gen_pass(const zo_config *c, const zo_state *st, float *scratch, size_t cap,
+                       int threads)
+{
+  const zo_dir dir = zo_spsa_direction(c, st->step, 0, 0);
+  double t0 = bench_now();
+  for (size_t o = 0; o < st->dim; o += cap) {
+    size_t n = st->dim - o < cap ? st->dim - o : cap;
+    rng_axpy_mt(dir.dist, &dir.stream, o, n, (float)c->eps, st->theta + o, scratch, threads);
+  }
+  return bench_now() - t0;
+}
+
+/* One MeZO step: probe (slot 0, 1 direction) then apply; seconds of each,
+ * the probe's mean loss (L+ + L-)/2 and the decoded projected gradient. */
+static int mezo_step(const zo_config *c, zo_state *st, const zo_objective *obj, int threads,
+                     double *t_probe, double *t_apply, double *loss, double *g)
+{
+  zo_record rec;
+  zo_probe_stats stats;
+  zo_err err;
+  double t0 = bench_now();
+  if (zo_spsa_probe(c, st, obj, 0, &rec, &stats, &err) != 0) {
+    fprintf(stderr, "bench_mezo: zo_spsa_probe: %s\n", err.msg);
+    return -1;
+  }
+  double t1 = bench_now();
+  if (g)
+    *g = zo_codec_decode(&st->codec, rec.payload);
+  if (zo_spsa_apply(c, st, &rec, 1, threads, &err) != 0) {
+    fprintf(stderr, "bench_mezo: zo_spsa_apply: %s\n", err.msg);
+    return -1;
+  }
+  *t_probe = t1 - t0;
+  *t_apply = bench_now() - t1;
+  if (loss)
+    *loss = stats.nrec ? stats.loss_sum / stats.nrec : NAN;
+  return 0;
+}
+
+/* The objective's unperturbed loss at the state: one forward + loss. */
+static int plain_loss(const zo_objective *obj, const zo_state *st, double *secs)
+{
+  zo_batch b = {SEED, st->step, 0, 0};
+  zo_err err;
+  double out, t0 = bench_now();
+  if (obj->loss(obj->ctx, st->theta, &b, &out, &err) != 0) {
+    fprintf(stderr, "bench_mezo: objective loss: %s\n", err.msg);
+    return -1;
+  }
+  *secs = bench_now() - t0;
+  return 0;
+}
+
+static void table_header(void)
+{
+  printf("| %-5s | %-6s | %-3s | %-9s | %-17s | %-8s | %-8s | %-8s | %-7s | %-8s | %-6s | %-8s "
+         "| %-6s |\n",
+         "model", "B x T", "thr", "ms/step", "min - max", "probe ms", "apply ms", "fwd ms",
+         "tok/s", "fwd GF/s", "loss", "|g|", "wait");
+  printf("|-------|--------|-----|-----------|-------------------|----------|----------|"
+         "----------|---------|----------|--------|----------|--------|\n");
+}
+
+/* Times case ci on model m with state st (shared by the model's cases: its
+ * step counter and theta move on) and prints its rows. */
+static int run_case(const model *m, zo_state *st, const zo_config *zc, int ci)
+{
+  const struct bcase *bc = &cases[ci];
+  struct result *r = &results[ci];
+  struct data dt;
+  if (new_data(m, bc->B, bc->T, &dt) != 0) {
+    fprintf(stderr, "bench_mezo: out of memory for the data\n");
+    return -1;
+  }
+  const size_t cap = model_max_slice(m);
+  float *scratch = bench_alloc(cap, 0.0f, MAX_THREADS);
+  if (!scratch) {
+    fprintf(stderr, "bench_mezo: out of memory for the scratch slice\n");
+    free_data(&dt);
+    return -1;
+  }
+  r->n_params = (double)m->n_params;
+  r->gflop = forward_gflop(m, bc->B, bc->T);
+  int rc = 0;
+  for (int th = MAX_THREADS; th >= 1 && rc == 0; th--) {
+    if (th < MAX_THREADS && !bc->one_thread)
+      continue;
+    lm_objective *lo = NULL;
+    zo_objective obj;
+    model_err merr;
+    model_set_threads(th); /* before the workspace: it sizes per-thread buffers */
+    if (lm_objective_new(m, NULL, &dt.d, bc->B, 1, th, &lo, &obj, &merr) != 0) {
+      fprintf(stderr, "bench_mezo: lm_objective_new: %s\n", merr.msg);
+      rc = -1;
+      break;
+    }
+    double tp[BENCH_MAX_REPS], ta[BENCH_MAX_REPS], ts[BENCH_MAX_REPS], tf[BENCH_MAX_REPS];
+    double tg[BENCH_MAX_REPS];
+    double p, a, loss = NAN, g = NAN;
+    /* warm-up: workspace page faults, BLIS packing buffers, threads */
+    rc = mezo_step(zc, st, &obj, th, &p, &a, NULL, NULL);
+    if (rc == 0)
+      rc = plain_loss(&obj, st, &p);
+    bench_load l0 = bench_load_now();
+    for (int k = 0; k < reps && rc == 0; k++) {
+      rc = mezo_step(zc, st, &obj, th, &tp[k], &ta[k], k == 0 ? &loss : NULL, k == 0 ? &g : NULL);
+      if (rc == 0)
+        rc = plain_loss(&obj, st, &tf[k]);
+      tg[k] = gen_pass(zc, st, scratch, cap, th);
+      ts[k] = tp[k] + ta[k];
+    }
+    bench_load l1 = bench_load_now();
+    lm_objective_free(lo);
+    if (rc != 0)
+      break;
+    r->measured[th] = 1;
+    r->step[th] = bench_median(ts, reps, &r->step_lo[th], &r->step_hi[th]);
+    r->probe[th] = bench_median(tp, reps, NULL, NULL);
+    r->apply[th] = bench_median(ta, reps, NULL, NULL);
+    r->plain[th] = bench_median(tf, reps, NULL, NULL);
+    r->gen[th] = bench_median(tg, reps, NULL, NULL);
+    r->loss[th] = loss;
+    r->g[th] = fabs(g);
+    char mark[16], shape[16], range[40];
+    r->wait[th] = mark_wait(bench_load_wait(l0, l1), mark, sizeof mark);
+    snprintf(shape, sizeof shape, "%dx%d", bc->B, bc->T);
+    snprintf(range, sizeof range, "%.1f - %.1f", r->step_lo[th] * 1e3, r->step_hi[th] * 1e3);
+    printf("| %-5s | %-6s | %3d | %9.1f | %-17s | %8.1f | %8.1f | %8.1f | %7.0f | %8.1f | "
+           "%6.3f | %8.3g | %-6s |\n",
+           model_names[bc->model], shape, th, r->step[th] * 1e3, range, r->probe[th] * 1e3,
+           r->apply[th] * 1e3, r->plain[th] * 1e3, (double)bc->B * bc->T / r->step[th],
+           r->gflop / r->plain[th], r->loss[th], r->g[th], mark);
+    fflush(stdout);
+  }
+  free(scratch);
+  free_data(&dt);
+  return rc;
+}
+
+/* ---- peak RSS in forked children ------------------------------------------ */
+
+struct rss_info {
+  int ok;
+  long base_kb, model_kb, obj_kb, state_kb, hwm_kb; /* VmRSS at each stage; VmHWM */
+  double n_params, step_s, loss;
+  uint64_t hash; /* of theta after the step */
+  long maxrss_kb; /* the parent's wait4: ru_maxrss */
+};
+
+/* VmRSS or VmHWM of this process in kB, -1 if unknown. */
+static long status_kb(const char *key)
+{
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  size_t kl = strlen(key);
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+      v = atol(line + kl + 1);
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
+/* FNV-1a over the 32-bit words of x. */
+static uint64_t hash_floats(const float *x, size_t n)
+{
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t w;
+    memcpy(&w, &x[i], sizeof w);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  return h;
+}
+
+/* One GPT-2 8x256 step on 2 threads; alias: theta is m->params. */
+static void rss_child(int fd, int alias)
+{
+  struct rss_info ri;
+  memset(&ri, 0, sizeof ri);
+  model *m = NULL;
+  struct data dt = {0};
+  lm_objective *lo = NULL;
+  zo_objective obj;
+  zo_config zc;
+  zo_state st;
+  zo_err zerr;
+  model_err merr;
+  double p, a;
+  int have_state = 0;
+  memset(&st, 0, sizeof st);
+  make_zo_config(&zc);
+  model_set_threads(MAX_THREADS);
+  ri.base_kb = status_kb("VmRSS");
+  if (new_model(M_GPT2, &m) != 0)
+    goto out;
+  ri.n_params = (double)m->n_params;
+  ri.model_kb = status_kb("VmRSS");
+  if (new_data(m, 8, 256, &dt) != 0 ||
+      lm_objective_new(m, NULL, &dt.d, 8, 1, MAX_THREADS, &lo, &obj, &merr) != 0)
+    goto out;
+  ri.obj_kb = status_kb("VmRSS");
+  if (alias) {
+    /* zo_state_init's fields by hand, theta borrowed (never zo_state_free'd) */
+    st.theta = m->params;
+    st.dim = m->n_params;
+    st.step = 0;
+    zo_codec_init(&st.codec, zc.codec, zc.codec_scale0);
+  } else {
+    if (zo_state_init(&st, &zc, m->params, m->n_params, &zerr) != 0)
+      goto out;
+    have_state = 1;
+  }
+  ri.state_kb = status_kb("VmRSS");
+  double t0 = bench_now();
+  if (mezo_step(&zc, &st, &obj, MAX_THREADS, &p, &a, &ri.loss, NULL) != 0)
+    goto out;
+  ri.step_s = bench_now() - t0;
+  ri.hwm_kb = status_kb("VmHWM");
+  ri.hash = hash_floats(st.theta, st.dim);
+  ri.ok = 1;
+out:
+  if (write(fd, &ri, sizeof ri) != (ssize_t)sizeof ri)
+    ri.ok = 0;
+  close(fd);
+  if (have_state)
+    zo_state_free(&st);
+  lm_objective_free(lo);
+  free_data(&dt);
+  model_free(m);
+  _exit(ri.ok ? 0 : 1);
+}
+
+/* Must run before this process starts OpenMP or BLIS threads or allocates
+ * anything large: the child inherits (and counts) the parent's memory. */
+static void measure_rss(struct rss_info *ri, int alias)
+{
+  int fds[2];
+  memset(ri, 0, sizeof *ri);
+  fflush(stdout);
+  fflush(stderr);
+  if (pipe(fds) != 0)
+    return;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    rss_child(fds[1], alias);
+  }
+  close(fds[1]);
+  struct rss_info got;
+  size_t n = 0;
+  while (n < sizeof got) {
+    ssize_t k = read(fds[0], (char *)&got + n, sizeof got - n);
+    if (k <= 0)
+      break;
+    n += (size_t)k;
+  }
+  close(fds[0]);
+  int st = 0;
+  struct rusage ru;
+  if (wait4(pid, &st, 0, &ru) != pid)
+    return;
+  if (n == sizeof got && WIFEXITED(st) && WEXITSTATUS(st) == 0 && got.ok) {
+    *ri = got;
+    ri->maxrss_kb = ru.ru_maxrss;
+  }
+}
+
+/* ---- PyTorch peer ------------------------------------------------------- */
+
+/* 'path' with single quotes escaped for sh. */
+static void shell_quote(char *out, size_t len, const char *path)
+{
+  size_t o = 0;
+  if (len < 3) {
+    if (len)
+      out[0] = '\0';
+    return;
+  }
+  out[o++] = '\'';
+  for (const char *p = path; *p && o + 6 < len; p++) {
+    if (*p == '\'') {
+      memcpy(out + o, "'\\''", 4);
+      o += 4;
+    } else {
+      out[o++] = *p;
+    }
+  }
+  out[o++] = '\'';
+  out[o] = '\0';
+}
+
+/* Copies src into dst[len] (truncating). */
+static void copy_str(char *dst, size_t len, const char *src)
+{
+  size_t n = strlen(src);
+  if (len == 0)
+    return;
+  if (n >= len)
+    n = len - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+static int find_case(int model_i, int B, int T)
+{
+  for (int i = 0; i < N_CASES; i++)
+    if (cases[i].model == model_i && cases[i].B == B && cases[i].T == T)
+      return i;
+  return -1;
+}
+
+/* How the peer's BLAS is chosen: torch 1.13 calls whatever libblas.so.3 the
+ * loader finds (performance.md s.2.1), and the as-installed openblas-pthread
+ * oversubscribes the cores with torch's OpenMP threads. The peer gets the
+ * best setup available, tried in order: OpenBLAS-openmp (performance.md's
+ * "tuned" peer, the one the BRIEF's targets quote); Debian's BLIS-openmp
+ * with the skx kernels zotune runs (BLIS_ARCH_TYPE=0, AVX-512 CPUs; the
+ * override is fragile, s.1.2, hence the next entry); BLIS as it detects the
+ * CPU; last, the system's libblas.so.3. A setup that reports nothing (e.g.
+ * BLIS aborting on BLIS_ARCH_TYPE) falls through to the next. --peer-env
+ * replaces the list. */
+#define LIBDIR "/usr/lib/x86_64-linux-gnu/"
+#define MAX_PEER_ENVS 5
+
+struct peer_env {
+  char env[400];
+  char label[160];
+};
+
+static int peer_envs(struct peer_env *e, const char *custom)
+{
+  int n = 0;
+  if (custom) {
+    snprintf(e[0].env, sizeof e[0].env, "%s", custom);
+    snprintf(e[0].label, sizeof e[0].label, "environment from --peer-env");
+    return 1;
+  }
+  if (access(LIBDIR "openblas-openmp/libblas.so.3", R_OK) == 0) {
+    snprintf(e[n].env, sizeof e[n].env,
+             "LD_LIBRARY_PATH=" LIBDIR "openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}");
+    snprintf(e[n++].label, sizeof e[0].label, "OpenBLAS openmp (performance.md s.2.1 'tuned')");
+  }
+  if (access(LIBDIR "blis-openmp/libblas.so.3", R_OK) == 0) {
+    if (have_avx512()) {
+      snprintf(e[n].env, sizeof e[n].env,
+               "LD_LIBRARY_PATH=" LIBDIR "blis-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "
+               "BLIS_ARCH_TYPE=0");
+      snprintf(e[n++].label, sizeof e[0].label,
+               "BLIS blis-openmp forced to skx kernels (BLIS_ARCH_TYPE=0), as zotune's");
+    }
+    snprintf(e[n].env, sizeof e[n].env,
+             "LD_LIBRARY_PATH=" LIBDIR "blis-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}");
+    snprintf(e[n++].label, sizeof e[0].label, "BLIS blis-openmp, kernels as BLIS detects them");
+  }
+  e[n].env[0] = '\0';
+  snprintf(e[n++].label, sizeof e[0].label, "the system's libblas.so.3, as installed");
+  return n;
+}
+
+/* Runs the peer for one model and thread count over the cases marked in
+ * sel, with env before the command; fills results[].peer_*. Returns the
+ * number of cases measured, or -1 when the peer reports that torch cannot
+ * be imported. */
+static int run_peer(const char *script, int model_i, const int *sel, int threads,
+                    const char *env, char *info, size_t info_len, char *errbuf, size_t err_len)
+{
+  char list[256] = "", qs[1200], cmd[2400];
+  size_t o = 0;
+  for (int i = 0; i < N_CASES; i++) {
+    if (!sel[i])
+      continue;
+    int n = snprintf(list + o, sizeof list - o, "%s%dx%d", o ? "," : "", cases[i].B, cases[i].T);
+    if (n < 0 || (size_t)n >= sizeof list - o)
+      break;
+    o += (size_t)n;
+  }
+  shell_quote(qs, sizeof qs, script);
+  snprintf(cmd, sizeof cmd,
+           "%s%sBLIS_NUM_THREADS=%d OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d "
+           "MKL_NUM_THREADS=%d %s %s --model %s --cases %s --threads %d --reps %d 2>&1",
+           env, env[0] ? " " : "", threads, threads, threads, threads, PYTHON, qs,
+           model_names[model_i], list, threads, reps);
+  fflush(stdout);
+  info[0] = '\0';
+  errbuf[0] = '\0';
+  FILE *p = popen(cmd, "r");
+  if (!p) {
+    snprintf(errbuf, err_len, "popen failed");
+    return 0;
+  }
+  char line[1024];
+  int got = 0, skip = 0;
+  while (fgets(line, sizeof line, p)) {
+    line[strcspn(line, "\n")] = '\0';
+    char mname[16];
+    int B, T, thr;
+    double med, lo, hi, pert, fwd, loss, wait;
+    if (sscanf(line,
+               "TORCH_MEZO model=%15s B=%d T=%d threads=%d median_ms=%lf min_ms=%lf "
+               "max_ms=%lf perturb_ms=%lf fwd_ms=%lf loss=%lf wait=%lf",
+               mname, &B, &T, &thr, &med, &lo, &hi, &pert, &fwd, &loss, &wait) == 11) {
+      int ci = find_case(model_i, B, T);
+      if (ci >= 0 && thr == threads && thr >= 1 && thr <= MAX_THREADS) {
+        struct result *r = &results[ci];
+        r->peer_ok[thr] = 1;
+        r->peer_ms[thr] = med;
+        r->peer_lo[thr] = lo;
+        r->peer_hi[thr] = hi;
+        r->peer_perturb[thr] = pert;
+        r->peer_fwd[thr] = fwd;
+        r->peer_loss[thr] = loss;
+        r->peer_wait[thr] = wait;
+        got++;
+      }
+    } else if (strncmp(line, "TORCH_INFO ", 11) == 0) {
+      copy_str(info, info_len, line + 11);
+    } else if (strncmp(line, "TORCH_INFO_END ", 15) == 0) {
+      size_t il = strlen(info);
+      if (il && il + 1 < info_len)
+        info[il++] = ' ';
+      copy_str(info + il, info_len - il, line + 15);
+    } else if (strncmp(line, "TORCH_SKIP ", 11) == 0) {
+      copy_str(errbuf, err_len, line + 11);
+      skip = 1;
+    } else if (line[0]) {
+      copy_str(errbuf, err_len, line); /* keep the last other line */
+    }
+  }
+  int st = pclose(p);
+  if (!skip && got == 0 && !errbuf[0])
+    snprintf(errbuf, err_len, "peer exited with status %d and printed no result", st);
+  return skip ? -1 : got;
+}
+
+struct peer_state {
+  int ran[N_MODELS][MAX_THREADS + 1];
+  int env_i[N_MODELS][MAX_THREADS + 1];
+  char info[N_MODELS][MAX_THREADS + 1][512];
+  char err[N_MODELS][MAX_THREADS + 1][512];
+  struct peer_env envs[MAX_PEER_ENVS];
+  int n_envs;
+  int missing; /* torch cannot be imported */
+  char missing_why[512];
+};
+
+/* The peer for model mi at each thread count, over the cases zotune timed. */
+static void peer_model(const char *script, int mi, struct peer_state *ps)
+{
+  for (int th = MAX_THREADS; th >= 1 && !ps->missing; th--) {
+    int sel[N_CASES], any = 0;
+    for (int ci = 0; ci < N_CASES; ci++) {
+      sel[ci] = cases[ci].model == mi && results[ci].measured[th];
+      any |= sel[ci];
+    }
+    if (!any)
+      continue;
+    for (int e = 0; e < ps->n_envs; e++) {
+      int got = run_peer(script, mi, sel, th, ps->envs[e].env, ps->info[mi][th],
+                         sizeof ps->info[mi][th], ps->err[mi][th], sizeof ps->err[mi][th]);
+      if (got < 0) {
+        ps->missing = 1;
+        copy_str(ps->missing_why, sizeof ps->missing_why, ps->err[mi][th]);
+        break;
+      }
+      ps->ran[mi][th] = 1;
+      ps->env_i[mi][th] = e;
+      if (got > 0)
+        break; /* else: this BLAS setup failed, try the next */
+    }
+  }
+}
+
+/* ---- report ------------------------------------------------------------- */
+
+static void shape_str(char *buf, size_t len, int ci)
+{
+  snprintf(buf, len, "%dx%d", cases[ci].B, cases[ci].T);
+}
+
+static void print_where(void)
+{
+  printf("\n## Where zotune's step goes (ms, medians)\n\n");
+  printf("| %-5s | %-6s | %-3s | %-9s | %-9s | %-10s | %-9s | %-9s | %-9s | %-10s | %-10s | "
+         "%-7s |\n",
+         "model", "B x T", "thr", "step", "2 x fwd", "z in probe", "apply", "gen pass",
+         "z/2 gen", "ns/p/pass", "ns/p apply", "z share");
+  printf("|-------|--------|-----|-----------|-----------|------------|-----------|-----------|"
+         "-----------|------------|------------|---------|\n");
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const struct result *r = &results[ci];
+    for (int th = MAX_THREADS; th >= 1; th--) {
+      if (!r->measured[th])
+        continue;
+      char shape[16];
+      shape_str(shape, sizeof shape, ci);
+      const double fwd2 = 2.0 * r->plain[th], zp = r->probe[th] - fwd2;
+      printf("| %-5s | %-6s | %3d | %9.1f | %9.1f | %10.1f | %9.1f | %9.1f | %8.2fx | %10.3f | "
+             "%10.3f | %6.1f%% |\n",
+             model_names[cases[ci].model], shape, th, r->step[th] * 1e3, fwd2 * 1e3, zp * 1e3,
+             r->apply[th] * 1e3, r->gen[th] * 1e3, zp / (2.0 * r->gen[th]),
+             zp / 2.0 / r->n_params * 1e9, r->apply[th] / r->n_params * 1e9,
+             100.0 * (zp + r->apply[th]) / r->step[th]);
+    }
+  }
+  printf("\n2 x fwd = twice the objective's unperturbed forward + loss (obj->loss at theta, "
+         "timed in the same repetitions); z in probe = probe - 2 x fwd: building theta + eps z "
+         "per weight slice for the two forwards (about one Philox + Box-Muller pass over every "
+         "parameter per forward, as rng_axpy_mt into scratch); apply = zo_spsa_apply (decode, "
+         "then one fused regenerate-z-and-update pass over theta); gen pass = one rng_axpy_mt "
+         "sweep theta + eps z over every parameter into a scratch slice (the generator alone, "
+         "same threads); z/2 gen = z in probe / (2 x gen pass): above 1x, perturbed forwards "
+         "cost more than their generation (cache and threading side effects); ns/p/pass = z in "
+         "probe / 2 / params; ns/p apply = apply / params; z share = (z in probe + apply) / step. performance.md s.1.5 measured "
+         "0.468 ns/param/pass (AVX-512 prototype, 2 threads) and a 0.17 ns/param memory floor "
+         "on the reference VM (QUOTED).\n");
+}
+
+/* What the BRIEF's speed-up targets ask of the forward, from this run's
+ * numbers: the step the target allows, the speed-up if z cost nothing, and
+ * the forward (ms, GFLOP/s) that would meet it at today's z cost. */
+static void print_targets(void)
+{
+  printf("\nWhat the targets need (this run's medians, 2 threads):\n");
+  int any = 0;
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const struct result *r = &results[ci];
+    const struct bcase *bc = &cases[ci];
+    const int th = MAX_THREADS;
+    if (bc->target <= 0.0 || !r->measured[th] || !r->peer_ok[th])
+      continue;
+    char shape[16];
+    shape_str(shape, sizeof shape, ci);
+    const double peer = r->peer_ms[th] * 1e-3, allowed = peer / bc->target;
+    const double fwd2 = 2.0 * r->plain[th], z = r->step[th] - fwd2;
+    const double need = (allowed - z) / 2.0;
+    printf("- gpt2 %s: target %.1fx allows %.0f ms per step; now 2 x fwd %.0f + z %.0f = %.0f ms "
+           "(%.2fx). With z free the speed-up would be %.2fx; ",
+           shape, bc->target, allowed * 1e3, fwd2 * 1e3, z * 1e3, r->step[th] * 1e3,
+           peer / r->step[th], peer / fwd2);
+    if (need > 0.0)
+      printf("at today's z cost each forward + loss must take <= %.0f ms (%.0f GFLOP/s; now "
+             "%.0f ms, %.0f GFLOP/s).\n",
+             need * 1e3, r->gflop / need, r->plain[th] * 1e3, r->gflop / r->plain[th]);
+    else
+      printf("the z work alone exceeds the allowed step.\n");
+    any = 1;
+  }
+  if (!any)
+    printf("- (no GPT-2 row with a peer result)\n");
+}
+
+static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, int peer_exists,
+                       const char *script)
+{
+  printf("\n## PyTorch 1.13 MeZO peer (tests/bench/peers/torch_mezo.py: MeZO's zo_step in "
+         "place, same B x T, threads, float32, inference_mode, explicit causal attention)\n\n");
+  if (no_peer) {
+    printf("Skipped (--no-peer).\n");
+  } else if (!python_ok) {
+    printf("SKIPPED: %s is not executable.\n", PYTHON);
+  } else if (!peer_exists) {
+    printf("SKIPPED: peer script %s not found (set ZOTUNE_TORCH_MEZO_PEER or --peer).\n", script);
+  } else if (ps->missing) {
+    printf("SKIPPED: %s cannot import torch (%s).\n", PYTHON, ps->missing_why);
+  } else {
+    for (int mi = 0; mi < N_MODELS; mi++)
+      for (int th = MAX_THREADS; th >= 1; th--) {
+        if (!ps->ran[mi][th])
+          continue;
+        const struct peer_env *e = &ps->envs[ps->env_i[mi][th]];
+        printf("- %s, %d thr: BLAS setup: %s [%s]\n  peer: %s\n", model_names[mi], th, e->label,
+               e->env[0] ? e->env : "no variables",
+               ps->info[mi][th][0] ? ps->info[mi][th] : "-");
+        if (ps->err[mi][th][0])
+          printf("  last other line from the peer: %s\n", ps->err[mi][th]);
+      }
+  }
+
+  printf("\n## zotune vs the peer (ms per MeZO step, medians of %d after 1 warm-up each)\n\n",
+         reps);
+  printf("| %-5s | %-6s | %-3s | %-9s | %-9s | %-17s | %-8s | %-13s | %-10s | %-10s | %-6s | "
+         "%-6s |\n",
+         "model", "B x T", "thr", "zotune ms", "torch ms", "torch min - max", "speed-up",
+         "BRIEF target", "fwd x", "z x", "loss", "wait");
+  printf("|-------|--------|-----|-----------|-----------|-------------------|----------|"
+         "---------------|------------|------------|--------|--------|\n");
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const struct result *r = &results[ci];
+    for (int th = MAX_THREADS; th >= 1; th--) {
+      if (!r->measured[th])
+        continue;
+      char shape[16], range[40], mark[16], tgt[32], fx[24], zx[24];
+      shape_str(shape, sizeof shape, ci);
+      if (!r->peer_ok[th]) {
+        printf("| %-5s | %-6s | %3d | %9.1f | %-9s | %-17s | %-8s | %-13s | %-10s | %-10s | "
+               "%-6s | %-6s |\n",
+               model_names[cases[ci].model], shape, th, r->step[th] * 1e3, "-", "(no peer)", "-",
+               "-", "-", "-", "-", "-");
+        continue;
+      }
+      const double su = r->peer_ms[th] * 1e-3 / r->step[th];
+      const double zp = r->probe[th] - 2.0 * r->plain[th] + r->apply[th];
+      snprintf(range, sizeof range, "%.1f - %.1f", r->peer_lo[th], r->peer_hi[th]);
+      if (cases[ci].target > 0.0 && th == MAX_THREADS)
+        snprintf(tgt, sizeof tgt, ">=%.1fx %s", cases[ci].target,
+                 su >= cases[ci].target ? "MET" : "MISSED");
+      else
+        snprintf(tgt, sizeof tgt, "-");
+      snprintf(fx, sizeof fx, "%.2fx", r->peer_fwd[th] * 1e-3 / (2.0 * r->plain[th]));
+      if (zp > 0.0)
+        snprintf(zx, sizeof zx, "%.1fx", r->peer_perturb[th] * 1e-3 / zp);
+      else
+        snprintf(zx, sizeof zx, "?");
+      mark_wait(r->peer_wait[th], mark, sizeof mark);
+      printf("| %-5s | %-6s | %3d | %9.1f | %9.1f | %-17s | %7.2fx | %-13s | %-10s | %-10s | "
+             "%6.3f | %-6s |\n",
+             model_names[cases[ci].model], shape, th, r->step[th] * 1e3, r->peer_ms[th], range,
+             su, tgt, fx, zx, r->peer_loss[th], mark);
+    }
+  }
+  printf("\nspeed-up = torch ms / zotune ms, same B x T and thread count. fwd x = the peer's "
+         "two forwards / zotune's two unperturbed forwards; z x = the peer's four "
+         "torch.normal + add_ passes / zotune's perturbation work (z in probe + apply). loss = "
+         "the peer's L+ (mean CE per token, its own random weights of the same distribution: "
+         "near log(vocab) like zotune's). wait = the peer's threads waiting for a CPU.\n");
+  printf("\nPeer split (ms per step): ");
+  int first = 1;
+  for (int ci = 0; ci < N_CASES; ci++)
+    for (int th = MAX_THREADS; th >= 1; th--) {
+      const struct result *r = &results[ci];
+      if (!r->peer_ok[th])
+        continue;
+      char shape[16];
+      shape_str(shape, sizeof shape, ci);
+      printf("%s%s %s %dthr: 4 passes %.0f + 2 fwd %.0f (%.2f ns/param/pass)", first ? "" : "; ",
+             model_names[cases[ci].model], shape, th, r->peer_perturb[th], r->peer_fwd[th],
+             r->peer_perturb[th] * 1e-3 / 4.0 / r->n_params * 1e9);
+      first = 0;
+    }
+  printf("%s\n", first ? "(none)" : ".");
+
+  print_targets();
+
+  printf("\nQUOTED (performance.md s.2.2 and s.4.2; the reference VM, 2 cores AVX-512, NOT this "
+         "machine and not this run): PyTorch 1.13 MeZO in place, tuned BLAS, GPT-2 shape: "
+         "%.2f s per step at 256 tokens (2x128), %.2f s at 2048 tokens (16x128); physical "
+         "floor (FMA peak + perturbation passes at the memory floor) %.2f s / %.1f s. The BRIEF "
+         "targets (>= 4x at 256, >= 2.5x at 2048 tokens) are judged on the speed-ups measured "
+         "above, side by side; the quoted figures only say how this machine compares:\n",
+         REF_TORCH_256, REF_TORCH_2048, REF_FLOOR_256, REF_FLOOR_2048);
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const struct result *r = &results[ci];
+    const struct bcase *bc = &cases[ci];
+    if (bc->ref_torch <= 0.0 || !r->measured[MAX_THREADS])
+      continue;
+    char shape[16];
+    shape_str(shape, sizeof shape, ci);
+    printf("- gpt2 %s, 2 thr: zotune %.3f s = quoted torch / %.2f, quoted floor x %.2f "
+           "(BRIEF: <= 1.5x the floor at 256 tokens; cross-machine, indicative only)",
+           shape, r->step[MAX_THREADS], bc->ref_torch / r->step[MAX_THREADS],
+           r->step[MAX_THREADS] / bc->ref_floor);
+    if (r->peer_ok[MAX_THREADS])
+      printf("; this run's peer %.3f s = quoted x %.2f", r->peer_ms[MAX_THREADS] * 1e-3,
+             r->peer_ms[MAX_THREADS] * 1e-3 / bc->ref_torch);
+    printf(".\n");
+  }
+}
+
+static void print_rss(const struct rss_info *cp, const struct rss_info *al, const char *peer_info)
+{
+  printf("\n## Peak RSS: GPT-2, 8x256 = 2048 tokens, one MeZO step (probe + apply), 2 threads, "
+         "in children forked at start-up\n\n");
+  const struct rss_info *ri[2] = {cp, al};
+  const char *name[2] = {"zo_state_init (theta copied)", "theta aliases m->params"};
+  if (!cp->ok && !al->ok) {
+    printf("FAILED: no child reported (out of memory or a library error).\n");
+    return;
+  }
+  const double w = (cp->ok ? cp->n_params : al->n_params) * sizeof(float) / 1048576.0;
+  const double target = w * TARGET_RSS;
+  printf("| %-44s | %-28s | %-28s |\n", "MiB (x weights)", name[0], name[1]);
+  printf("|----------------------------------------------|------------------------------|"
+         "------------------------------|\n");
+  const char *rows[] = {"child RSS at start (libraries)", "after model_new + weights",
+                        "after lm_objective_new (workspace untouched)", "after the state",
+                        "VmHWM after the step",
+                        "PEAK: ru_maxrss from wait4"};
+  for (int k = 0; k < 6; k++) {
+    printf("| %-44s |", rows[k]);
+    for (int j = 0; j < 2; j++) {
+      const struct rss_info *x = ri[j];
+      long kb = k == 0 ? x->base_kb
+                : k == 1 ? x->model_kb
+                : k == 2 ? x->obj_kb
+                : k == 3 ? x->state_kb
+                : k == 4 ? x->hwm_kb
+                         : x->maxrss_kb;
+      if (!x->ok)
+        printf(" %-28s |", "(failed)");
+      else
+        printf(" %9.1f (%5.3f)%11s |", kb / 1024.0, kb / 1024.0 / w, "");
+    }
+    printf("\n");
+  }
+  printf("| %-44s | %9.1f (1.000)%11s | %9.1f (1.000)%11s |\n", "weights (params x 4 bytes)", w,
+         "", w, "");
+  printf("| %-44s | %9.1f (%5.3f)%11s | %9.1f (%5.3f)%11s |\n", "target: weights + 25%", target,
+         TARGET_RSS, "", target, TARGET_RSS, "");
+  for (int j = 0; j < 2; j++) {
+    const struct rss_info *x = ri[j];
+    if (!x->ok)
+      continue;
+    double peak = x->maxrss_kb / 1024.0;
+    printf("\n%s: peak = weights + %.1f%% (%.1f MiB above the weights): target %s. Cold step "
+           "%.0f ms, loss %.4f, theta hash %016llx.",
+           name[j], 100.0 * (peak / w - 1.0), peak - w, peak <= target ? "MET" : "MISSED",
+           x->step_s * 1e3, x->loss, (unsigned long long)x->hash);
+  }
+  printf("\n");
+  if (cp->ok && al->ok)
+    printf("\nSame theta after the step with and without the alias: %s.\n",
+           cp->hash == al->hash && cp->loss == al->loss ? "yes (hash and loss equal)"
+                                                         : "NO: the two states differ");
+  const char *pm = peer_info ? strstr(peer_info, "maxrss_mb=") : NULL;
+  if (pm)
+    printf("\nFor scale: the PyTorch peer's whole process (GPT-2, both cases, after import torch) "
+           "peaked at %.0f MiB = %.2f x weights (its ru_maxrss; performance.md s.2.2 quotes "
+           "1582 MB for 16x128).\n",
+           atof(pm + 10), atof(pm + 10) / w);
+  printf("\nzo_state_init copies the base (zo/spsa.h: 'allocates theta (a copy of the base)'), "
+         "so a step through the public API holds the weights twice: the model's parameters "
+         "(the base, which frozen tensors and exports read) and theta. The alias column builds "
+         "the zo_state by hand with theta = m->params (valid here because every tensor is tuned "
+         "and the probe never writes theta); the library has no call for it today.\n");
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(void)
+{
+  fprintf(stderr,
+          "usage: bench_mezo [--reps N (1..%d, default %d)] [--quick] [--no-peer] [--no-rss] "
+          "[--peer PATH] [--peer-env 'VAR=value ...']\n",
+          BENCH_MAX_REPS, DEFAULT_REPS);
+}
+
+/* The peer script: --peer, ZOTUNE_TORCH_MEZO_PEER, or peers/ beside this file. */
+static void default_peer(char *buf, size_t len)
+{
+  const char *env = getenv("ZOTUNE_TORCH_MEZO_PEER");
+  if (env && env[0]) {
+    snprintf(buf, len, "%s", env);
+    return;
+  }
+  const char *file = __FILE__, *slash = strrchr(file, '/');
+  if (slash)
+    snprintf(buf, len, "%.*speers/torch_mezo.py", (int)(slash - file + 1), file);
+  else
+    snprintf(buf, len, "peers/torch_mezo.py");
+}
+
+static double cpu_seconds(const struct rusage *ru)
+{
+  return (double)ru->ru_utime.tv_sec + 1e-6 * (double)ru->ru_utime.tv_usec +
+         (double)ru->ru_stime.tv_sec + 1e-6 * (double)ru->ru_stime.tv_usec;
+}
+
+static void print_models(void)
+{
+  printf("## Models\n\n");
+  printf("| %-5s | %-3s | %-4s | %-5s | %-4s | %-5s | %-4s | %-4s | %-11s | %-11s |\n", "model",
+         "L", "dim", "heads", "ffn", "vocab", "ctx", "tied", "params", "weights MiB");
+  printf("|-------|-----|------|-------|------|-------|------|------|-------------|-------------|"
+         "\n");
+  for (int mi = 0; mi < N_MODELS; mi++) {
+    model_config c = make_config(mi);
+    model *m = NULL;
+    model_err err;
+    if (model_new(&c, &m, &err) != 0)
+      continue;
+    printf("| %-5s | %3d | %4d | %5d | %4d | %5d | %4d | %-4s | %11zu | %11.1f |\n",
+           model_names[mi], c.n_layer, c.n_embd, c.n_head, c.n_ff, c.n_vocab, c.n_ctx,
+           c.tied ? "yes" : "no", m->n_params, (double)m->n_params * sizeof(float) / 1048576.0);
+    model_free(m);
+  }
+}
+
+static struct peer_state ps;
+
+int main(int argc, char **argv)
+{
+  int quick = 0, no_peer = 0, no_rss = 0, rc = 0;
+  const char *peer_env = NULL;
+  char peer[1024];
+  default_peer(peer, sizeof peer);
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+      reps = atoi(argv[++i]);
+      if (reps < 1 || reps > BENCH_MAX_REPS) {
+        usage();
+        return 1;
+      }
+    } else if (strcmp(argv[i], "--quick") == 0) {
+      quick = 1;
+    } else if (strcmp(argv[i], "--no-peer") == 0) {
+      no_peer = 1;
+    } else if (strcmp(argv[i], "--no-rss") == 0) {
+      no_rss = 1;
+    } else if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc) {
+      snprintf(peer, sizeof peer, "%s", argv[++i]);
+    } else if (strcmp(argv[i], "--peer-env") == 0 && i + 1 < argc) {
+      peer_env = argv[++i];
+    } else {
+      usage();
+      return 1;
+    }
+  }
+  const double t_start = bench_now();
+  const bench_load load_start = bench_load_now();
+  struct rusage ru0, ru1; /* children's CPU: the RSS children and the peer are ours */
+  if (getrusage(RUSAGE_CHILDREN, &ru0) != 0)
+    memset(&ru0, 0, sizeof ru0);
+
+  /* First, before any thread or large buffer exists in this process. */
+  struct rss_info rss_copy, rss_alias;
+  memset(&rss_copy, 0, sizeof rss_copy);
+  memset(&rss_alias, 0, sizeof rss_alias);
+  if (!quick && !no_rss) {
+    measure_rss(&rss_copy, 0);
+    measure_rss(&rss_alias, 1);
+  }
+
+  if (rng_set_isa(RNG_ISA_AUTO) != 0) {
+    fprintf(stderr, "bench_mezo: rng_set_isa failed\n");
+    return 1;
+  }
+  char cpu[256], date[64];
+  bench_cpu_model(cpu, sizeof cpu);
+  bench_date(date, sizeof date);
+  const char *blas = model_blas_info();
+  printf("# zotune bench_mezo\n\n");
+  printf("Machine: %s | %s | rng path: %s | %s\n", cpu, blas, rng_isa_name(rng_get_isa()), date);
+#ifdef _OPENMP
+  printf("OpenMP: yes, %d procs | compiler: %s\n", omp_get_num_procs(), __VERSION__);
+#else
+  printf("OpenMP: NO (the 2-thread rows run on one thread) | compiler: %s\n", __VERSION__);
+#endif
+  if (have_avx512() && !strstr(blas, "skx"))
+    printf("WARNING: the CPU has AVX-512 but BLIS runs other kernels: not the GEMM rates "
+           "zotune normally gets\n");
+  printf("Step = zo_spsa_probe (slot 0, 1 direction: L(theta + eps z) and L(theta - eps z), "
+         "each a forward + mean cross-entropy over all B*(T-1) next-token positions, theta + "
+         "eps z built per weight slice) + zo_spsa_apply (log codec, fused regenerate-and-update "
+         "pass); every tensor tuned; Gaussian z, lr %g, eps %g. 256 tokens = 1x256, 2048 tokens "
+         "= 8x256 (B sequences of T random tokens), for zotune and the peer alike.\n",
+         LR, EPS);
+  printf("Timing: per case and thread count 1 warm-up step, then %d repetitions of [step, plain "
+         "forward + loss]; medians. tok/s = B*T / step. fwd GF/s = forward GFLOP (projections, "
+         "LM head over the loss rows, causal attention) / plain forward.\n",
+         reps);
+  printf("wait = average number of this benchmark's threads runnable but waiting for a CPU "
+         "during the row; '!' marks rows above %.2f, whose timings are suspect.\n\n",
+         WAIT_WARN);
+  print_models();
+
+  printf("\n## zotune MeZO step (median of %d)\n\n", reps);
+  table_header();
+  const int peer_exists = access(peer, R_OK) == 0, python_ok = access(PYTHON, X_OK) == 0;
+  ps.n_envs = peer_envs(ps.envs, peer_env);
+  zo_config zc;
+  make_zo_config(&zc);
+  zo_err zerr;
+  if (zo_config_validate(&zc, &zerr) != 0) {
+    fprintf(stderr, "bench_mezo: zo_config: %s\n", zerr.msg);
+    return 1;
+  }
+  for (int mi = 0; mi < N_MODELS; mi++) {
+    if (quick && mi != M_LLAMA)
+      continue;
+    model *m = NULL;
+    zo_state st;
+    if (new_model(mi, &m) != 0)
+      return 1;
+    if (zo_state_init(&st, &zc, m->params, m->n_params, &zerr) != 0) {
+      fprintf(stderr, "bench_mezo: zo_state_init: %s\n", zerr.msg);
+      model_free(m);
+      return 1;
+    }
+    for (int ci = 0; ci < N_CASES; ci++)
+      if (cases[ci].model == mi && run_case(m, &st, &zc, ci) != 0)
+        rc = 1;
+    zo_state_free(&st);
+    model_free(m);
+    if (!no_peer && peer_exists && python_ok) /* with our buffers freed */
+      peer_model(peer, mi, &ps);
+  }
+  if (nflagged)
+    printf("\nWARNING: %d rows had threads waiting for a CPU (up to %.2f, marked '!'); rerun "
+           "on a quiet machine.\n",
+           nflagged, wait_max);
+  print_where();
+  print_peer(&ps, no_peer, python_ok, peer_exists, peer);
+  if (!quick && !no_rss) {
+    print_rss(&rss_copy, &rss_alias, ps.ran[M_GPT2][MAX_THREADS] ? ps.info[M_GPT2][MAX_THREADS] : NULL);
+    if (!rss_copy.ok || !rss_alias.ok)
+      rc = 1;
+  }
+
+  const bench_load load_end = bench_load_now();
+  double children = 0.0;
+  if (getrusage(RUSAGE_CHILDREN, &ru1) == 0)
+    children = cpu_seconds(&ru1) - cpu_seconds(&ru0);
+  double foreign = bench_load_foreign(load_start, load_end);
+  if (foreign >= 0.0) {
+    foreign -= children / (load_end.wall - load_start.wall);
+    printf("\nOther processes kept %.2f CPUs busy on average during the run%s.\n",
+           foreign > 0.0 ? foreign : 0.0,
+           foreign > 0.1 ? ": the machine was not quiet, compare ratios within rows" : "");
+  }
+  if (nflagged)
+    printf("WARNING: %d rows (zotune and peer) had threads waiting for a CPU (up to %.2f).\n",
+           nflagged, wait_max);
+  printf("Total time: %.1f s\n", bench_now() - t_start);
+  return rc;
+}
