@@ -72,14 +72,14 @@ class _RReader:
             self.refs.append(name)
             return name
         if t == LISTSXP:  # pairlist: attributes?, tag?, car, cdr
-            attr = self.item() if has_attr else None
+            if has_attr:
+                self.item()  # a pairlist cell's attributes are not needed here
             tag = self.item() if has_tag else None
             car = self.item()
             cdr = self.item()
             out = [(tag, car)]
             if isinstance(cdr, list) and cdr and isinstance(cdr[0], tuple):
                 out += cdr
-            del attr
             return out
         if t == CHARSXP:
             n = self.int()
