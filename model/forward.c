@@ -81,7 +81,10 @@ static int n_threads = 1;
 
 void model_set_threads(int threads)
 {
-  (void)model_blas_info; /* links model/blis_arch.c: see there */
+  /* A real reference, so the linker takes model/blis_arch.c (and with it
+   * zotune's BLIS kernel choice) into every program that runs a forward. */
+  static const char *(*volatile keep)(void) = model_blas_info;
+  (void)keep;
   n_threads = threads > 0 ? threads : 1;
   gemm_threads(n_threads);
 }
