@@ -826,7 +826,8 @@ static void print_where(void)
          "then one fused regenerate-z-and-update pass over theta); gen pass = one rng_axpy_mt "
          "sweep theta + eps z over every parameter into a scratch slice (the generator alone, "
          "same threads); z/2 gen = z in probe / (2 x gen pass): above 1x, perturbed forwards "
-         "cost more than their generation (cache and threading side effects); ns/p/pass = z in "
+         "cost more than their generation (cache and threading side effects); a small or negative "
+         "z in probe means the z work is within the forwards' run-to-run noise; ns/p/pass = z in "
          "probe / 2 / params; ns/p apply = apply / params; z share = (z in probe + apply) / step. performance.md s.1.5 measured "
          "0.468 ns/param/pass (AVX-512 prototype, 2 threads) and a 0.17 ns/param memory floor "
          "on the reference VM (QUOTED).\n");
@@ -972,10 +973,11 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
       continue;
     char shape[16];
     shape_str(shape, sizeof shape, ci);
-    printf("- gpt2 %s, 2 thr: zotune %.3f s = quoted torch / %.2f, quoted floor x %.2f "
-           "(BRIEF: <= 1.5x the floor at 256 tokens; cross-machine, indicative only)",
-           shape, r->step[MAX_THREADS], bc->ref_torch / r->step[MAX_THREADS],
-           r->step[MAX_THREADS] / bc->ref_floor);
+    printf("- gpt2 %s, 2 thr: zotune %.3f s = quoted torch / %.2f, quoted floor x %.2f%s", shape,
+           r->step[MAX_THREADS], bc->ref_torch / r->step[MAX_THREADS],
+           r->step[MAX_THREADS] / bc->ref_floor,
+           bc->T * bc->B == 256 ? " (BRIEF: <= 1.5x the floor; cross-machine, indicative only)"
+                                : " (cross-machine, indicative only)");
     if (r->peer_ok[MAX_THREADS])
       printf("; this run's peer %.3f s = quoted x %.2f", r->peer_ms[MAX_THREADS] * 1e-3,
              r->peer_ms[MAX_THREADS] * 1e-3 / bc->ref_torch);
