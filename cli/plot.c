@@ -56,42 +56,36 @@ static void polyline(FILE *f, const struct series *s, double x0, double x1, doub
 }
 
 static const char *const plot_help =
-    "usage: zotune plot --run DIR -o OUT.svg\n"
+    "usage: zotune plot --run DIR [--run DIR2 ...] [--title TEXT] -o OUT.svg\n"
     "\n"
-    "Draws the run's training loss (mean of the two probes, smoothed) and held-out loss\n"
-    "(when the run evaluated) against the step, from DIR/metrics.jsonl, as an SVG.\n";
+    "One run: draws its training loss (mean of the two probes, smoothed) and held-out\n"
+    "loss (when the run evaluated) against the step, from DIR/metrics.jsonl, as an SVG.\n"
+    "Several runs (up to 12): one curve each, labelled by the run's folder name: the\n"
+    "held-out loss where the run evaluated, else the smoothed training loss.\n";
 
-int cmd_plot(int argc, char **argv)
+#define MAX_RUNS 12
+
+struct run_curves {
+  struct series tr, ev;
+};
+
+/* Reads DIR/metrics.jsonl into the smoothed training curve and the held-out
+ * curve; returns 0, or 1 after an error message naming the file and line. */
+static int read_metrics(const char *dir, struct run_curves *rc)
 {
-  const char *c = "plot", *dir = NULL, *out = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0) {
-      fputs(plot_help, stdout);
-      return 0;
-    } else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) {
-      dir = argv[++i];
-    } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
-      out = argv[++i];
-    } else {
-      return cli_usage_error(c, "unexpected argument '%s'", argv[i]);
-    }
-  }
-  if (!dir || !out)
-    return cli_usage_error(c, "--run and -o are required");
   char path[4200];
   snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
   FILE *in = fopen(path, "r");
   if (!in) {
     fprintf(stderr, "zotune plot: %s: cannot open (is %s a run directory?)\n", path, dir);
-    return EXIT_USER;
+    return 1;
   }
-  struct series tr = {0}, ev = {0};
   char *line = NULL;
   size_t cap = 0;
   long lineno = 0;
   double sm = NAN, lastx = -1;
   int bad = 0;
-  while (getline(&line, &cap, in) >= 0) {
+  while (!bad && getline(&line, &cap, in) >= 0) {
     lineno++;
     json_t *o = json_loads(line, 0, NULL);
     json_t *st = json_object_get(o, "step"), *l = json_object_get(o, "loss");
@@ -99,25 +93,82 @@ int cmd_plot(int argc, char **argv)
     if (!o || !json_is_integer(st)) {
       fprintf(stderr, "zotune plot: %s:%ld: not a metrics line\n", path, lineno);
       bad = 1;
-      json_decref(o);
-      break;
+    } else {
+      double x = (double)json_integer_value(st);
+      if (json_is_number(l) && x > lastx) { /* a resumed run may repeat steps */
+        double v = json_number_value(l);
+        sm = isfinite(sm) ? 0.95 * sm + 0.05 * v : v;
+        bad |= push(&rc->tr, x, sm) != 0;
+        lastx = x;
+      }
+      if (json_is_number(e))
+        bad |= push(&rc->ev, x, json_number_value(e)) != 0;
     }
-    double x = (double)json_integer_value(st);
-    if (json_is_number(l) && x > lastx) { /* a resumed run may repeat steps */
-      double v = json_number_value(l);
-      sm = isfinite(sm) ? 0.95 * sm + 0.05 * v : v;
-      bad |= push(&tr, x, sm);
-      lastx = x;
-    }
-    if (json_is_number(e))
-      bad |= push(&ev, x, json_number_value(e));
     json_decref(o);
   }
   free(line);
   fclose(in);
-  if (!bad && tr.n == 0 && ev.n == 0) {
+  if (!bad && rc->tr.n == 0 && rc->ev.n == 0) {
     fprintf(stderr, "zotune plot: %s: no loss values to plot\n", path);
     bad = 1;
+  }
+  return bad;
+}
+
+static void xml_text(FILE *f, const char *s)
+{
+  for (const char *p = s; *p; p++)
+    fputs(*p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;" : (char[]){*p, 0}, f);
+}
+
+static const char *base_name(const char *dir)
+{
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  const char *b = dir;
+  for (size_t i = 0; i + 1 < n; i++)
+    if (dir[i] == '/')
+      b = dir + i + 1;
+  return b;
+}
+
+int cmd_plot(int argc, char **argv)
+{
+  const char *c = "plot", *dirs[MAX_RUNS], *out = NULL, *title = NULL;
+  int nruns = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0) {
+      fputs(plot_help, stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) {
+      if (nruns == MAX_RUNS)
+        return cli_usage_error(c, "at most %d runs in one plot", MAX_RUNS);
+      dirs[nruns++] = argv[++i];
+    } else if (strcmp(argv[i], "--title") == 0 && i + 1 < argc) {
+      title = argv[++i];
+    } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+      out = argv[++i];
+    } else {
+      return cli_usage_error(c, "unexpected argument '%s'", argv[i]);
+    }
+  }
+  if (!nruns || !out)
+    return cli_usage_error(c, "--run and -o are required");
+  struct run_curves rc[MAX_RUNS];
+  memset(rc, 0, sizeof rc);
+  int bad = 0;
+  for (int r = 0; r < nruns && !bad; r++)
+    bad = read_metrics(dirs[r], &rc[r]);
+  /* What is drawn: one run, both curves; several, one curve per run. */
+  const struct series *curve[MAX_RUNS + 1];
+  int ncurves = 0;
+  if (nruns == 1) {
+    curve[ncurves++] = &rc[0].tr;
+    curve[ncurves++] = &rc[0].ev;
+  } else {
+    for (int r = 0; r < nruns; r++)
+      curve[ncurves++] = rc[r].ev.n ? &rc[r].ev : &rc[r].tr;
   }
   FILE *f = bad ? NULL : fopen(out, "w");
   if (!bad && !f) {
@@ -125,13 +176,15 @@ int cmd_plot(int argc, char **argv)
     bad = 2;
   }
   if (f) {
+    static const char *const palette[MAX_RUNS] = {
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+        "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8"};
     double x0 = 0, x1 = 1, y0 = INFINITY, y1 = -INFINITY;
-    const struct series *all[2] = {&tr, &ev};
-    for (int k = 0; k < 2; k++)
-      for (size_t i = 0; i < all[k]->n; i++) {
-        x1 = fmax(x1, all[k]->x[i]);
-        y0 = fmin(y0, all[k]->y[i]);
-        y1 = fmax(y1, all[k]->y[i]);
+    for (int k = 0; k < ncurves; k++)
+      for (size_t i = 0; i < curve[k]->n; i++) {
+        x1 = fmax(x1, curve[k]->x[i]);
+        y0 = fmin(y0, curve[k]->y[i]);
+        y1 = fmax(y1, curve[k]->y[i]);
       }
     double pad = (y1 - y0) * 0.05 + 1e-9;
     y0 -= pad;
@@ -140,8 +193,7 @@ int cmd_plot(int argc, char **argv)
                "font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"800\" height=\"460\" fill=\"white\"/>\n"
                "<text x=\"400\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">");
-    for (const char *p = dir; *p; p++) /* the run's path, escaped for XML */
-      fputs(*p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;" : (char[]){*p, 0}, f);
+    xml_text(f, title ? title : nruns == 1 ? dirs[0] : "held-out loss");
     fprintf(f, "</text>\n");
     double ts = tick_step(y1 - y0, 6);
     for (double v = ceil(y0 / ts) * ts; v <= y1; v += ts) {
@@ -161,23 +213,39 @@ int cmd_plot(int argc, char **argv)
                "<text x=\"415\" y=\"445\" text-anchor=\"middle\">step</text>\n"
                "<text x=\"18\" y=\"220\" text-anchor=\"middle\" transform=\"rotate(-90 18 220)\">"
                "loss (nats/token)</text>\n");
-    polyline(f, &tr, x0, x1, y0, y1, "#1f77b4", 1.5);
-    polyline(f, &ev, x0, x1, y0, y1, "#d62728", 2.5);
-    for (size_t i = 0; i < ev.n; i++)
-      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n",
-              70 + (ev.x[i] - x0) / (x1 - x0) * 690, 400 - (ev.y[i] - y0) / (y1 - y0) * 360);
-    fprintf(f, "<line x1=\"560\" x2=\"590\" y1=\"58\" y2=\"58\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
-               "<text x=\"596\" y=\"62\">training (smoothed)</text>\n"
-               "<line x1=\"560\" x2=\"590\" y1=\"76\" y2=\"76\" stroke=\"#d62728\" stroke-width=\"2\"/>"
-               "<text x=\"596\" y=\"80\">held-out</text>\n</svg>\n");
+    for (int k = 0; k < ncurves; k++) {
+      int held_out = nruns == 1 ? k == 1 : curve[k] == &rc[k].ev;
+      const char *color = nruns == 1 ? palette[k] : palette[k % MAX_RUNS];
+      polyline(f, curve[k], x0, x1, y0, y1, color, held_out ? 2.5 : 1.5);
+      if (held_out)
+        for (size_t i = 0; i < curve[k]->n; i++)
+          fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+                  70 + (curve[k]->x[i] - x0) / (x1 - x0) * 690,
+                  400 - (curve[k]->y[i] - y0) / (y1 - y0) * 360, color);
+      double ly = 58 + 18 * k;
+      fprintf(f, "<line x1=\"560\" x2=\"590\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\"/>"
+                 "<text x=\"596\" y=\"%.0f\">",
+              ly, ly, color, ly + 4);
+      if (nruns == 1)
+        fputs(k == 0 ? "training (smoothed)" : "held-out", f);
+      else {
+        xml_text(f, base_name(dirs[k]));
+        if (!held_out)
+          fputs(" (training)", f);
+      }
+      fputs("</text>\n", f);
+    }
+    fputs("</svg>\n", f);
     if (fclose(f) != 0) {
       fprintf(stderr, "zotune plot: %s: write failed\n", out);
       bad = 2;
     }
   }
-  free(tr.x);
-  free(tr.y);
-  free(ev.x);
-  free(ev.y);
+  for (int r = 0; r < nruns; r++) {
+    free(rc[r].tr.x);
+    free(rc[r].tr.y);
+    free(rc[r].ev.x);
+    free(rc[r].ev.y);
+  }
   return bad == 0 ? 0 : bad == 2 ? EXIT_INTERNAL : EXIT_USER;
 }

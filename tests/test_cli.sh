@@ -283,8 +283,13 @@ check "eval with both --run and --model exits 1" test $? -eq 1
 "$Z" plot --run "$T/t_a" -o "$T/curves.svg" 2>"$T/err"
 check "plot exits 0" test $? -eq 0
 check "plot draws both curves" sh -c "test \$(grep -c '<polyline' '$T/curves.svg') -eq 2"
-"$Z" plot --run "$T/nowhere" -o "$T/x.svg" 2>/dev/null
-check "plot of a missing run exits 1" test $? -eq 1
+"$Z" plot --run "$T/t_a" --run "$T/t_b" --title 'a <&> b' -o "$T/cmp.svg" 2>"$T/err"
+check "plot of two runs draws one labelled curve each" \
+  sh -c "test \$(grep -c '<polyline' '$T/cmp.svg') -eq 2 && grep -q '>t_a<' '$T/cmp.svg' &&
+         grep -q '>t_b<' '$T/cmp.svg' && grep -q 'a &lt;&amp;&gt; b' '$T/cmp.svg'"
+"$Z" plot --run "$T/t_a" --run "$T/nowhere" -o "$T/x.svg" 2>"$T/err"
+check "plot with one missing run exits 1 naming it and writes nothing" \
+  sh -c "test $? -eq 1 && grep -q nowhere/metrics.jsonl '$T/err' && test ! -e '$T/x.svg'"
 for cmd in train export plot; do
   "$Z" $cmd --help >"$T/help" 2>&1
   check "$cmd --help exits 0" test $? -eq 0 -a -s "$T/help"
