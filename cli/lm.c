@@ -306,6 +306,8 @@ int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err
 {
   int lo = 0, hi = -1, all = strcmp(spec, "all") == 0, layers = 0, rv = 0;
   memset(t, 0, sizeof *t);
+  /* "norms": every LayerNorm/RMSNorm weight (and bias) */
+  const char *patterns = strcmp(spec, "norms") == 0 ? "*norm*" : spec;
   if (strncmp(spec, "layers:", 7) == 0) {
     char tail;
     if (sscanf(spec + 7, "%d-%d%c", &lo, &hi, &tail) != 2 || lo < 0 || hi < lo)
@@ -329,7 +331,7 @@ int lm_tuned_parse(const model *m, const char *spec, lm_tuned *t, model_err *err
         int l = tensor_layer(name);
         on = l >= lo && l <= hi;
       } else if (!all) {
-        char *save = NULL, *copy = strdup(spec);
+        char *save = NULL, *copy = strdup(patterns);
         for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p && !on;
              p = strtok_r(NULL, ",", &save))
           on = fnmatch(p, name, 0) == 0;

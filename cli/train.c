@@ -33,7 +33,7 @@ static const char *const help =
     "  --run DIR            run directory (created, or resumed if it holds this run)\n"
     "  --steps N            steps (the schedule's length)\n"
     "  --seed S             run seed, 0 .. 2^63-1\n"
-    "  --tune SPEC          all | layers:A-B | patterns (blk.*.attn_q.weight,...) |\n"
+    "  --tune SPEC          all | norms | layers:A-B | patterns (blk.*.attn_q.weight,...) |\n"
     "                       lora:r=8,targets=q,v[,alpha=16]   (all)\n"
     "  --batch B            examples per probe (8)\n"
     "  --max-len L          tokens per example, keeping the end (the model's context)\n"

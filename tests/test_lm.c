@@ -134,6 +134,16 @@ static void test_tuned_subset(void **state)
   assert_int_equal(lm_tuned_parse(m, "blk.*.attn_q.weight,output_norm.*", &t2, &err), 0);
   assert_int_equal(t2.n_tuned, 2 + 1);
   lm_tuned_free(&t2);
+  /* "norms": the two RMSNorm weights of each of the 2 layers and output_norm */
+  assert_int_equal(lm_tuned_parse(m, "norms", &t2, &err), 0);
+  size_t norm_params = 0;
+  for (int i = 0; i < m->n_tensors; i++)
+    if (strstr(m->tensors[i].name, "norm"))
+      norm_params += m->tensors[i].n;
+  assert_int_equal(t2.n_tuned, 2 * 2 + 1);
+  assert_int_equal(t2.dim, norm_params);
+  assert_int_equal(t2.dim, (size_t)5 * m->cfg.n_embd);
+  lm_tuned_free(&t2);
   assert_int_equal(lm_tuned_parse(m, "nothing*", &t2, &err), MODEL_EINVAL);
   assert_non_null(strstr(err.msg, "nothing*"));
   assert_int_equal(lm_tuned_parse(m, "layers:1-5", &t2, &err), MODEL_EINVAL);
