@@ -5,6 +5,8 @@
 #ifndef ZOTUNE_MODEL_ERR_H
 #define ZOTUNE_MODEL_ERR_H
 
+#include <stddef.h>
+
 enum {
   MODEL_OK = 0,
   MODEL_EINVAL = -1,    /* bad argument, unsupported dtype or architecture */
@@ -24,5 +26,9 @@ typedef struct model_err {
 /* Sets err (when non-NULL) and returns code. */
 int model_fail(model_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Maps the regular file at path read-only (MAP_PRIVATE): *map is NULL for an
+ * empty file. Errors name the path. The caller munmaps (*map, *n). */
+int model_map_file(const char *path, void **map, size_t *n, model_err *err);
 
 #endif

@@ -428,33 +428,10 @@ static int open_common(const uint8_t *b, size_t n, const char *label, void *map,
 
 int st_open(const char *path, safetensors **out, model_err *err)
 {
-  struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    return model_fail(err, e == ENOENT ? MODEL_ENOENT : MODEL_EIO, "%s: %s", path, strerror(e));
-  }
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return model_fail(err, MODEL_EIO, "%s: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > SIZE_MAX) {
-    close(fd);
-    return model_fail(err, MODEL_EINVAL, "%s: not a regular file of a mappable size", path);
-  }
-  size_t n = (size_t)sb.st_size;
-  void *map = NULL;
-  if (n > 0) {
-    map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      int e = errno;
-      close(fd);
-      return model_fail(err, MODEL_EIO, "%s: mmap: %s", path, strerror(e));
-    }
-  }
-  close(fd);
-  return open_common(map, n, path, map, out, err);
+  void *map;
+  size_t n;
+  int rc = model_map_file(path, &map, &n, err);
+  return rc != 0 ? rc : open_common(map, n, path, map, out, err);
 }
 
 int st_open_memory(const void *buf, size_t n, const char *label, safetensors **out, model_err *err)
