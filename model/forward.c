@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,157 @@ static void gemm_threads(int n)
 }
 #endif
 
+/* ---- vector kernels ---------------------------------------------------
+ * Plain C that gcc and clang vectorize at -O2 (SSE2 and up): loop bodies have
+ * no branches (a select is a bit mask: gcc does not if-convert a float ?:
+ * under -ftrapping-math), elementwise loops are marked omp simd, and every
+ * reduction keeps LANES partial results, element i in lane i % LANES, summed
+ * in a fixed tree at the end. So no result depends on the vector width the
+ * compiler chose, on the instruction set or on the thread count. */
+#define LANES 16
+
+static inline uint32_t f2u(float f)
+{
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static inline float u2f(uint32_t u)
+{
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* c ? a : b, without a branch. */
+static inline float pick(int c, float a, float b)
+{
+  uint32_t m = 0u - (uint32_t)c;
+  return u2f((f2u(a) & m) | (f2u(b) & ~m));
+}
+
+/* e^x for float x, within 1 ulp of the exact value (0.98 ulp at most over
+ * every normal result): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in
+ * two parts so n * hi is exact), e^r by Cephes' expf polynomial, 2^n put
+ * into the exponent bits. Below -87.3365 (where e^x leaves the normal range)
+ * it is 0; above 88 it is e^88; NaN stays NaN. */
+static inline float exp_f(float x)
+{
+  const float lo = -87.33654f, hi = 88.0f;
+  float xc = pick(x < lo, lo, x);
+  xc = pick(xc > hi, hi, xc);
+  /* n = round(x / ln2): adding 1.5 * 2^23 leaves n in the low mantissa bits */
+  float t = xc * 1.44269504088896341f + 12582912.0f;
+  float n = t - 12582912.0f;
+  uint32_t scale = (f2u(t) - 0x4B400000u + 127u) << 23;
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  return pick(x < lo, 0.0f, p * u2f(scale));
+}
+
+static inline float lanes_sum(float a[LANES])
+{
+  for (int k = LANES / 2; k >= 1; k /= 2)
+    for (int j = 0; j < k; j++)
+      a[j] += a[j + k];
+  return a[0];
+}
+
+static float max_of(const float *x, int n)
+{
+  float m[LANES];
+  int i = 0;
+  for (int j = 0; j < LANES; j++)
+    m[j] = -INFINITY;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++)
+      m[j] = pick(x[i + j] > m[j], x[i + j], m[j]);
+  for (int j = 0; i + j < n; j++)
+    m[j] = pick(x[i + j] > m[j], x[i + j], m[j]);
+  for (int k = LANES / 2; k >= 1; k /= 2)
+    for (int j = 0; j < k; j++)
+      m[j] = pick(m[j + k] > m[j], m[j + k], m[j]);
+  return m[0];
+}
+
+static float sum_of(const float *x, int n)
+{
+  float a[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++)
+      a[j] += x[i + j];
+  for (int j = 0; i + j < n; j++)
+    a[j] += x[i + j];
+  return lanes_sum(a);
+}
+
+/* sum of (x[i] - c)^2 */
+static float sum_sq(const float *x, int n, float c)
+{
+  float a[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++)
+      a[j] += (x[i + j] - c) * (x[i + j] - c);
+  for (int j = 0; i + j < n; j++)
+    a[j] += (x[i + j] - c) * (x[i + j] - c);
+  return lanes_sum(a);
+}
+
+/* x[i] = e^(x[i] - c); returns their sum. */
+static float exp_sum_inplace(float *x, int n, float c)
+{
+  float a[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) {
+      float e = exp_f(x[i + j] - c);
+      x[i + j] = e;
+      a[j] += e;
+    }
+  for (int j = 0; i + j < n; j++) {
+    float e = exp_f(x[i + j] - c);
+    x[i + j] = e;
+    a[j] += e;
+  }
+  return lanes_sum(a);
+}
+
+/* sum of e^(x[i] - c) */
+static float sum_exp(const float *x, int n, float c)
+{
+  float a[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++)
+      a[j] += exp_f(x[i + j] - c);
+  for (int j = 0; i + j < n; j++)
+    a[j] += exp_f(x[i + j] - c);
+  return lanes_sum(a);
+}
+
+/* Elementwise passes over rows go parallel from this many elements up (a
+ * parallel region costs a few microseconds; below this they run on the
+ * calling thread, so tiny models pay nothing). */
+#define PAR_MIN 32768
+
+static int n_threads = 1;
+
+/* Threads for a pass over n elements. */
+static int team(size_t n)
+{
+  return n >= PAR_MIN ? n_threads : 1;
+}
+
 #define VOCAB_CHUNK 2048 /* LM head: vocabulary rows per chunk */
 #define ROW_CHUNK 256    /* LM head: positions per chunk */
 #define QUERY_BLOCK 128  /* attention: query rows per block */
@@ -73,11 +225,10 @@ struct model_ws {
   float *hidden; /* (B*T, dim) after the final norm */
   float *scores; /* (max_threads, QUERY_BLOCK, T) */
   float *rope_cos, *rope_sin; /* (T, head_dim/2) */
-  float *logits; /* (B*T or VOCAB_CHUNK rows, VOCAB_CHUNK) */
+  float *logits; /* (ROW_CHUNK, VOCAB_CHUNK) */
+  float *bias;   /* (dim + 2*kv_dim): copies of bias vectors */
   int max_threads;
 };
-
-static int n_threads = 1;
 
 void model_set_threads(int threads)
 {
@@ -104,6 +255,7 @@ void model_ws_free(model_ws *ws)
   free(ws->rope_cos);
   free(ws->rope_sin);
   free(ws->logits);
+  free(ws->bias);
   free(ws);
 }
 
@@ -131,9 +283,9 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   ws->rope_cos = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
   ws->rope_sin = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
   ws->logits = malloc((size_t)ROW_CHUNK * VOCAB_CHUNK * sizeof(float));
+  ws->bias = malloc((d + 2 * kvd) * sizeof(float));
   if (!ws->x || !ws->xb || !ws->qkv || !ws->att || !ws->hb || (c->arch == MODEL_LLAMA && !ws->hb2) ||
-      !ws->hidden ||
-      !ws->scores || !ws->rope_cos || !ws->rope_sin || !ws->logits) {
+      !ws->hidden || !ws->scores || !ws->rope_cos || !ws->rope_sin || !ws->logits || !ws->bias) {
     model_ws_free(ws);
     return model_fail(err, MODEL_ENOMEM, "out of memory for a %d x %d workspace", B, T);
   }
@@ -148,91 +300,132 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   return 0;
 }
 
-/* y (M x N, row stride ldy) = x (M x K, row stride ldx) W^T (+ bias), with
+/* y (M x N, row stride ldy) = x (M x K, row stride ldx) W^T + beta y, with
  * W (N x K) row-major: the layout of every projection. */
-static void matmul(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
-                   int M, int N, int K)
+static void matmul(float *y, int ldy, const float *x, int ldx, const float *w, int M, int N, int K,
+                   float beta)
 {
-  gemm(1, M, N, K, 1.0f, x, ldx, w, K, 0.0f, y, ldy, 0);
-  if (bias) {
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++)
-        y[(size_t)i * ldy + j] += bias[j];
-  }
+  gemm(1, M, N, K, 1.0f, x, ldx, w, K, beta, y, ldy, 0);
 }
 
-static void layernorm(float *out, const float *x, const float *w, const float *b, size_t rows,
-                      int d, float eps)
-{
-  for (size_t r = 0; r < rows; r++) {
-    const float *xr = x + r * d;
-    float *o = out + r * d;
-    float mean = 0, var = 0;
-    for (int i = 0; i < d; i++)
-      mean += xr[i];
-    mean /= d;
-    for (int i = 0; i < d; i++)
-      var += (xr[i] - mean) * (xr[i] - mean);
-    float rs = 1.0f / sqrtf(var / d + eps);
-    for (int i = 0; i < d; i++)
-      o[i] = (xr[i] - mean) * rs * w[i] + b[i];
-  }
-}
-
-static void rmsnorm(float *out, const float *x, const float *w, size_t rows, int d, float eps)
-{
-  for (size_t r = 0; r < rows; r++) {
-    const float *xr = x + r * d;
-    float *o = out + r * d;
-    float ss = 0;
-    for (int i = 0; i < d; i++)
-      ss += xr[i] * xr[i];
-    float rs = 1.0f / sqrtf(ss / d + eps);
-    for (int i = 0; i < d; i++)
-      o[i] = xr[i] * rs * w[i];
-  }
-}
-
-static void norm(const model *m, const model_view *v, float *out, const float *x, size_t rows,
-                 int wi, int bi)
-{
-  const model_config *c = &m->cfg;
-  const float *w = v->get(v->ctx, wi, 0, (size_t)c->n_embd);
-  if (c->arch == MODEL_GPT2)
-    layernorm(out, x, w, v->get(v->ctx, bi, 0, (size_t)c->n_embd), rows, c->n_embd, c->norm_eps);
-  else
-    rmsnorm(out, x, w, rows, c->n_embd, c->norm_eps);
-}
-
-/* Projection through tensor wi (+ bias bi) of the view. */
+/* Projection through weight tensor wi of the view: y = x W^T + beta y.
+ * Biases are added by the elementwise passes around it. */
 static void project(const model *m, const model_view *v, float *y, int ldy, const float *x,
-                    int ldx, int wi, int bi, int M)
+                    int ldx, int wi, int M, float beta)
 {
   const model_tensor *t = &m->tensors[wi];
   const float *w = v->get(v->ctx, wi, 0, t->n);
-  const float *b = bi == MODEL_NONE ? NULL : v->get(v->ctx, bi, 0, (size_t)t->shape[0]);
-  matmul(y, ldy, x, ldx, w, b, M, (int)t->shape[0], (int)t->shape[1]);
+  matmul(y, ldy, x, ldx, w, M, (int)t->shape[0], (int)t->shape[1], beta);
 }
 
-static void rope(float *x, int n_heads, int hd, const float *cs, const float *sn,
-                 enum model_rope style)
+/* Bias vector bi (n floats) copied to dst, or NULL when there is none: a
+ * view's pointer lives only until its second-next get. */
+static const float *bias_copy(const model_view *v, int bi, size_t n, float *dst)
 {
+  if (bi == MODEL_NONE)
+    return NULL;
+  memcpy(dst, v->get(v->ctx, bi, 0, n), n * sizeof *dst);
+  return dst;
+}
+
+/* out = norm(x) row by row: LayerNorm when b is given, else RMSNorm. Then,
+ * when pre is given, x += pre: the bias of the projection whose output the
+ * GEMM will add to x (beta = 1), so that neither the bias nor the residual
+ * add needs a pass of its own. */
+static void norm_rows(float *restrict out, float *restrict x, const float *restrict w,
+                      const float *restrict b, const float *restrict pre, size_t rows, int d,
+                      float eps)
+{
+  int nt = team(rows * (size_t)d);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+  for (long long r = 0; r < (long long)rows; r++) {
+    float *xr = x + (size_t)r * d, *o = out + (size_t)r * d;
+    if (b) {
+      float mean = sum_of(xr, d) / d;
+      float rs = 1.0f / sqrtf(sum_sq(xr, d, mean) / d + eps);
+#pragma omp simd
+      for (int i = 0; i < d; i++)
+        o[i] = (xr[i] - mean) * rs * w[i] + b[i];
+    } else {
+      float rs = 1.0f / sqrtf(sum_sq(xr, d, 0.0f) / d + eps);
+#pragma omp simd
+      for (int i = 0; i < d; i++)
+        o[i] = xr[i] * rs * w[i];
+    }
+    if (pre) {
+#pragma omp simd
+      for (int i = 0; i < d; i++)
+        xr[i] += pre[i];
+    }
+  }
+}
+
+/* Norm wi (+ bias bi) of x into out; pre as norm_rows. */
+static void norm(const model *m, const model_view *v, float *out, float *x, const float *pre,
+                 size_t rows, int wi, int bi)
+{
+  const model_config *c = &m->cfg;
+  const float *w = v->get(v->ctx, wi, 0, (size_t)c->n_embd);
+  const float *b = c->arch == MODEL_GPT2 ? v->get(v->ctx, bi, 0, (size_t)c->n_embd) : NULL;
+  norm_rows(out, x, w, b, pre, rows, c->n_embd, c->norm_eps);
+}
+
+static void rope(float *restrict x, int n_heads, int hd, const float *restrict cs,
+                 const float *restrict sn, enum model_rope style)
+{
+  const int h2 = hd / 2;
   for (int h = 0; h < n_heads; h++) {
     float *xh = x + (size_t)h * hd;
-    for (int j = 0; j < hd / 2; j++) {
-      int a = style == MODEL_ROPE_INTERLEAVED ? 2 * j : j;
-      int b = style == MODEL_ROPE_INTERLEAVED ? 2 * j + 1 : j + hd / 2;
-      float x0 = xh[a], x1 = xh[b];
-      xh[a] = x0 * cs[j] - x1 * sn[j];
-      xh[b] = x0 * sn[j] + x1 * cs[j];
+    if (style == MODEL_ROPE_INTERLEAVED) {
+#pragma omp simd
+      for (int j = 0; j < h2; j++) {
+        float x0 = xh[2 * j], x1 = xh[2 * j + 1];
+        xh[2 * j] = x0 * cs[j] - x1 * sn[j];
+        xh[2 * j + 1] = x0 * sn[j] + x1 * cs[j];
+      }
+    } else {
+#pragma omp simd
+      for (int j = 0; j < h2; j++) {
+        float x0 = xh[j], x1 = xh[j + h2];
+        xh[j] = x0 * cs[j] - x1 * sn[j];
+        xh[j + h2] = x0 * sn[j] + x1 * cs[j];
+      }
+    }
+  }
+}
+
+/* After the q, k, v projections, row by row: + bias (ld floats, or NULL),
+ * then RoPE on q and k (llama family). */
+static void qkv_rows(const model *m, model_ws *ws, const float *restrict bias, int rows, int T)
+{
+  const model_config *c = &m->cfg;
+  const int d = c->n_embd, hd = d / c->n_head, kvd = hd * c->n_kv_head, ld = d + 2 * kvd;
+  const int rotate = c->arch == MODEL_LLAMA;
+  int nt = team((size_t)rows * ld);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float *row = ws->qkv + (size_t)r * ld;
+    if (bias) {
+#pragma omp simd
+      for (int i = 0; i < ld; i++)
+        row[i] += bias[i];
+    }
+    if (rotate) {
+      int t = r % T;
+      const float *cs = ws->rope_cos + (size_t)t * (hd / 2);
+      const float *sn = ws->rope_sin + (size_t)t * (hd / 2);
+      rope(row, c->n_head, hd, cs, sn, c->rope);
+      rope(row + d, c->n_kv_head, hd, cs, sn, c->rope);
     }
   }
 }
 
 /* Causal multi-head attention of every sequence; grouped-query heads share
  * K and V. One job per (sequence, head), spread over threads, each doing
- * S = Q K^T and O = P V as single-threaded GEMMs on strided views of the
- * qkv buffer. Rows past a sequence's length are left zero. */
+ * S = Q K^T / sqrt(hd) and O = P V as single-threaded GEMMs on strided
+ * views of the qkv buffer. P is the unnormalised e^(S - rowmax) (zero past
+ * the diagonal); O's rows are divided by P's row sums after the GEMM. Rows
+ * past a sequence's length are left zero. */
 static void attention(const model *m, const model_batch *b, model_ws *ws)
 {
   const model_config *c = &m->cfg;
@@ -240,9 +433,12 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
   const int ld = d + 2 * kvd, group = c->n_head / c->n_kv_head, T = b->T;
   float scale = 1.0f / sqrtf((float)hd);
   long long jobs = (long long)b->B * c->n_head;
-  memset(ws->att, 0, (size_t)b->B * T * d * sizeof(float));
+  for (int s = 0; s < b->B; s++)
+    if (b->len[s] < T)
+      memset(ws->att + ((size_t)s * T + b->len[s]) * d, 0,
+             (size_t)(T - b->len[s]) * d * sizeof(float));
   int nt = n_threads < ws->max_threads ? n_threads : ws->max_threads;
-#pragma omp parallel for num_threads(nt) schedule(dynamic)
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic)
   for (long long job = 0; job < jobs; job++) {
     int s = (int)(job / c->n_head), h = (int)(job % c->n_head), kvh = h / group, L = b->len[s];
     int tid = 0;
@@ -253,42 +449,75 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
     float *base = ws->qkv + (size_t)s * T * ld;
     float *q = base + h * hd, *k = base + d + kvh * hd, *v = base + d + kvd + kvh * hd;
     float *o = ws->att + (size_t)s * T * d + h * hd;
+    float inv[QUERY_BLOCK];
     /* Query rows in blocks, so the scores need QUERY_BLOCK x T, not T x T. */
     for (int q0 = 0; q0 < L; q0 += QUERY_BLOCK) {
       int rows = L - q0 < QUERY_BLOCK ? L - q0 : QUERY_BLOCK, keys = q0 + rows;
       /* S (rows x keys) = scale * Q[q0..] K[0..keys)^T */
       gemm(1, rows, keys, hd, scale, q + (size_t)q0 * ld, ld, k, ld, 0.0f, S, T, 1);
       for (int i = 0; i < rows; i++) {
-        int t = q0 + i;
-        float *row = S + (size_t)i * T, mx = row[0], sum = 0;
-        for (int u = 1; u <= t; u++)
-          mx = row[u] > mx ? row[u] : mx;
-        for (int u = 0; u <= t; u++) {
-          row[u] = expf(row[u] - mx);
-          sum += row[u];
-        }
-        float inv = 1.0f / sum;
-        for (int u = 0; u <= t; u++)
-          row[u] *= inv;
-        for (int u = t + 1; u < keys; u++)
-          row[u] = 0.0f; /* causal mask */
+        int n = q0 + i + 1; /* keys up to the query's position */
+        float *row = S + (size_t)i * T;
+        inv[i] = 1.0f / exp_sum_inplace(row, n, max_of(row, n));
+        if (n < keys)
+          memset(row + n, 0, (size_t)(keys - n) * sizeof *row); /* causal mask */
       }
-      /* O[q0..] (rows x hd) = P (rows x keys) V[0..keys) */
-      gemm(0, rows, hd, keys, 1.0f, S, T, v, ld, 0.0f, o + (size_t)q0 * d, d, 1);
+      /* O[q0..] (rows x hd) = P (rows x keys) V[0..keys), then / row sums */
+      float *oq = o + (size_t)q0 * d;
+      gemm(0, rows, hd, keys, 1.0f, S, T, v, ld, 0.0f, oq, d, 1);
+      for (int i = 0; i < rows; i++) {
+        float *orow = oq + (size_t)i * d, f = inv[i];
+#pragma omp simd
+        for (int j = 0; j < hd; j++)
+          orow[j] *= f;
+      }
     }
   }
 }
 
-static float gelu(float x)
+/* GELU, tanh form, tanh(y) = 1 - 2 / (e^2y + 1). */
+static inline float gelu(float x)
 {
   float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  float t = 1.0f - 2.0f / (expf(2.0f * y) + 1.0f);
+  float t = 1.0f - 2.0f / (exp_f(2.0f * y) + 1.0f);
   return 0.5f * x * (1.0f + t);
 }
 
-static float silu(float x)
+static inline float silu(float x)
 {
-  return x / (1.0f + expf(-x));
+  return x / (1.0f + exp_f(-x));
+}
+
+/* The MLP's activation, row by row over (rows, ff): h = gelu(h + bias)
+ * (GPT-2, gate NULL) or h = (h + bias) * silu(gate) (llama family); bias may
+ * be NULL. */
+static void activate(float *restrict h, const float *restrict gate, const float *restrict bias,
+                     size_t rows, int ff)
+{
+  /* an exp per element: worth threads sooner than a norm */
+  int nt = team(rows * (size_t)ff * 4);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+  for (long long r = 0; r < (long long)rows; r++) {
+    float *hr = h + (size_t)r * ff;
+    const float *gr = gate ? gate + (size_t)r * ff : NULL;
+    if (!gr && bias) {
+#pragma omp simd
+      for (int i = 0; i < ff; i++)
+        hr[i] = gelu(hr[i] + bias[i]);
+    } else if (!gr) {
+#pragma omp simd
+      for (int i = 0; i < ff; i++)
+        hr[i] = gelu(hr[i]);
+    } else if (bias) {
+#pragma omp simd
+      for (int i = 0; i < ff; i++)
+        hr[i] = (hr[i] + bias[i]) * silu(gr[i]);
+    } else {
+#pragma omp simd
+      for (int i = 0; i < ff; i++)
+        hr[i] *= silu(gr[i]);
+    }
+  }
 }
 
 static int check_batch(const model *m, const model_batch *b, const model_ws *ws, model_err *err)
@@ -331,51 +560,56 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
       memcpy(x, v->get(v->ctx, m->tok_embd, (size_t)id * d, (size_t)d), (size_t)d * sizeof *x);
       if (m->pos_embd != MODEL_NONE) {
         const float *p = v->get(v->ctx, m->pos_embd, (size_t)t * d, (size_t)d);
+#pragma omp simd
         for (int i = 0; i < d; i++)
           x[i] += p[i];
       }
     }
   }
 
+  /* Each sublayer: norm (which also adds the bias of the sublayer's output
+   * projection to the residual stream), the sublayer, and its output
+   * projection added to the residual stream by the GEMM itself (beta 1). */
   for (int l = 0; l < c->n_layer; l++) {
     const model_layer *L = &m->layers[l];
     /* Attention sublayer. */
-    norm(m, v, ws->xb, ws->x, (size_t)rows, L->attn_norm_w, L->attn_norm_b);
+    const float *pre = bias_copy(v, L->bo, (size_t)d, ws->bias);
+    norm(m, v, ws->xb, ws->x, pre, (size_t)rows, L->attn_norm_w, L->attn_norm_b);
     if (L->wqkv != MODEL_NONE) {
-      project(m, v, ws->qkv, ld, ws->xb, d, L->wqkv, L->bqkv, rows);
+      project(m, v, ws->qkv, ld, ws->xb, d, L->wqkv, rows, 0.0f);
+      qkv_rows(m, ws, L->bqkv == MODEL_NONE ? NULL : v->get(v->ctx, L->bqkv, 0, (size_t)ld), rows,
+               T);
     } else {
-      project(m, v, ws->qkv, ld, ws->xb, d, L->wq, L->bq, rows);
-      project(m, v, ws->qkv + d, ld, ws->xb, d, L->wk, L->bk, rows);
-      project(m, v, ws->qkv + d + kvd, ld, ws->xb, d, L->wv, L->bv, rows);
-      for (int r = 0; r < rows; r++) {
-        int t = r % T;
-        const float *cs = ws->rope_cos + (size_t)t * (hd / 2);
-        const float *sn = ws->rope_sin + (size_t)t * (hd / 2);
-        rope(ws->qkv + (size_t)r * ld, c->n_head, hd, cs, sn, c->rope);
-        rope(ws->qkv + (size_t)r * ld + d, c->n_kv_head, hd, cs, sn, c->rope);
+      project(m, v, ws->qkv, ld, ws->xb, d, L->wq, rows, 0.0f);
+      project(m, v, ws->qkv + d, ld, ws->xb, d, L->wk, rows, 0.0f);
+      project(m, v, ws->qkv + d + kvd, ld, ws->xb, d, L->wv, rows, 0.0f);
+      const float *bias = NULL;
+      if (L->bq != MODEL_NONE) { /* Qwen2: all three or none (model.c) */
+        bias_copy(v, L->bq, (size_t)d, ws->bias);
+        bias_copy(v, L->bk, (size_t)kvd, ws->bias + d);
+        bias_copy(v, L->bv, (size_t)kvd, ws->bias + d + kvd);
+        bias = ws->bias;
       }
+      qkv_rows(m, ws, bias, rows, T);
     }
     attention(m, b, ws);
-    project(m, v, ws->xb, d, ws->att, d, L->wo, L->bo, rows);
-    for (size_t i = 0; i < (size_t)rows * d; i++)
-      ws->x[i] += ws->xb[i];
+    project(m, v, ws->x, d, ws->att, d, L->wo, rows, 1.0f);
 
     /* MLP sublayer. */
-    norm(m, v, ws->xb, ws->x, (size_t)rows, L->ffn_norm_w, L->ffn_norm_b);
-    project(m, v, ws->hb, ff, ws->xb, d, L->w_up, L->b_up, rows);
+    pre = bias_copy(v, L->b_down, (size_t)d, ws->bias);
+    norm(m, v, ws->xb, ws->x, pre, (size_t)rows, L->ffn_norm_w, L->ffn_norm_b);
+    project(m, v, ws->hb, ff, ws->xb, d, L->w_up, rows, 0.0f);
+    const float *gate = NULL;
     if (L->w_gate != MODEL_NONE) {
-      project(m, v, ws->hb2, ff, ws->xb, d, L->w_gate, MODEL_NONE, rows);
-      for (size_t i = 0; i < (size_t)rows * ff; i++)
-        ws->hb[i] *= silu(ws->hb2[i]);
-    } else {
-      for (size_t i = 0; i < (size_t)rows * ff; i++)
-        ws->hb[i] = gelu(ws->hb[i]);
+      project(m, v, ws->hb2, ff, ws->xb, d, L->w_gate, rows, 0.0f);
+      gate = ws->hb2;
     }
-    project(m, v, ws->xb, d, ws->hb, ff, L->w_down, L->b_down, rows);
-    for (size_t i = 0; i < (size_t)rows * d; i++)
-      ws->x[i] += ws->xb[i];
+    activate(ws->hb, gate,
+             L->b_up == MODEL_NONE ? NULL : v->get(v->ctx, L->b_up, 0, (size_t)ff), (size_t)rows,
+             ff);
+    project(m, v, ws->x, d, ws->hb, ff, L->w_down, rows, 1.0f);
   }
-  norm(m, v, ws->hidden, ws->x, (size_t)rows, m->out_norm_w, m->out_norm_b);
+  norm(m, v, ws->hidden, ws->x, NULL, (size_t)rows, m->out_norm_w, m->out_norm_b);
   return 0;
 }
 
@@ -389,7 +623,7 @@ int model_logits_at(const model *m, const model_view *v, const model_ws *ws, int
   for (int v0 = 0; v0 < V; v0 += VOCAB_CHUNK) {
     int n = V - v0 < VOCAB_CHUNK ? V - v0 : VOCAB_CHUNK;
     const float *w = v->get(v->ctx, m->output, (size_t)v0 * d, (size_t)n * d);
-    matmul(out + v0, n, h, d, w, NULL, 1, n, d);
+    matmul(out + v0, n, h, d, w, 1, n, d, 0.0f);
   }
   return 0;
 }
@@ -432,17 +666,16 @@ static int loss_rows(const model *m, const model_view *v, const model_batch *b, 
     const float *w = v->get(v->ctx, m->output, (size_t)v0 * d, (size_t)nc * d);
     for (int r0 = 0; r0 < n; r0 += ROW_CHUNK) {
       int nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
-      matmul(ws->logits, nc, ws->xb + (size_t)r0 * d, d, w, NULL, nr, nc, d);
+      matmul(ws->logits, nc, ws->xb + (size_t)r0 * d, d, w, nr, nc, d, 0.0f);
+      /* Each row on its own: the same bits on any number of threads. */
+      int nt = team((size_t)nr * nc * 4);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
       for (int r = 0; r < nr; r++) {
         const float *lg = ws->logits + (size_t)r * nc;
         int R = r0 + r;
-        float cm = mx[R];
-        for (int j = 0; j < nc; j++)
-          cm = lg[j] > cm ? lg[j] : cm;
-        float acc = se[R] * expf(mx[R] - cm);
-        for (int j = 0; j < nc; j++)
-          acc += expf(lg[j] - cm);
-        se[R] = acc;
+        float cm = max_of(lg, nc);
+        cm = cm > mx[R] ? cm : mx[R];
+        se[R] = se[R] * exp_f(mx[R] - cm) + sum_exp(lg, nc, cm);
         mx[R] = cm;
         if (target[R] >= v0 && target[R] < v0 + nc)
           tl[R] = lg[target[R] - v0];
