@@ -59,22 +59,28 @@ static void gemm_threads(int n)
 #endif
 
 /* ---- vector kernels ---------------------------------------------------
- * Plain C that gcc and clang vectorize at -O2 (SSE2 and up): loop bodies have
- * no branches (a select is a bit mask: gcc does not if-convert a float ?:
- * under -ftrapping-math), elementwise loops are marked omp simd, and every
+ * Plain C that gcc and clang vectorize at -O2: loop bodies have no branches
+ * (a select is a bit mask: gcc does not if-convert a float ?: under
+ * -ftrapping-math), elementwise loops are marked omp simd, and every
  * reduction keeps LANES partial results, element i in lane i % LANES, summed
- * in a fixed tree at the end. So no result depends on the vector width the
- * compiler chose, on the instruction set or on the thread count. */
+ * in a fixed tree at the end. Each row kernel is compiled three times from
+ * the same source, for the baseline (SSE2 on x86-64), AVX2 and AVX-512, and
+ * model_ws_new picks the widest the CPU has. The same IEEE operations happen
+ * to every element in every build (no fused multiply-add: -ffp-contract=off),
+ * so no result depends on the vector width, the instruction set or the thread
+ * count. ZOTUNE_ISA=scalar or avx2 in the environment caps the choice, as it
+ * does for rng/ (for tests). */
 #define LANES 16
+#define KERNEL static inline __attribute__((always_inline))
 
-static inline uint32_t f2u(float f)
+KERNEL uint32_t f2u(float f)
 {
   uint32_t u;
   memcpy(&u, &f, sizeof u);
   return u;
 }
 
-static inline float u2f(uint32_t u)
+KERNEL float u2f(uint32_t u)
 {
   float f;
   memcpy(&f, &u, sizeof f);
@@ -82,27 +88,25 @@ static inline float u2f(uint32_t u)
 }
 
 /* c ? a : b, without a branch. */
-static inline float pick(int c, float a, float b)
+KERNEL float pick(int c, float a, float b)
 {
   uint32_t m = 0u - (uint32_t)c;
   return u2f((f2u(a) & m) | (f2u(b) & ~m));
 }
 
-/* e^x for float x, within 1 ulp of the exact value (0.98 ulp at most over
- * every normal result): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in
- * two parts so n * hi is exact), e^r by Cephes' expf polynomial, 2^n put
- * into the exponent bits. Below -87.3365 (where e^x leaves the normal range)
- * it is 0; above 88 it is e^88; NaN stays NaN. */
-static inline float exp_f(float x)
+/* e^x for float x <= 88, within 1 ulp of the exact value (0.98 ulp at most
+ * over every normal result): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2
+ * in two parts so n * hi is exact), e^r by Cephes' expf polynomial, 2^n put
+ * into the exponent bits. Below -87.3365 (where e^x leaves the normal range),
+ * and for -inf, it is 0 (the arithmetic before that select may overflow
+ * harmlessly); NaN stays NaN. Above 88 the result is garbage: exp_f clamps. */
+KERNEL float exp_le88(float x)
 {
-  const float lo = -87.33654f, hi = 88.0f;
-  float xc = pick(x < lo, lo, x);
-  xc = pick(xc > hi, hi, xc);
   /* n = round(x / ln2): adding 1.5 * 2^23 leaves n in the low mantissa bits */
-  float t = xc * 1.44269504088896341f + 12582912.0f;
+  float t = x * 1.44269504088896341f + 12582912.0f;
   float n = t - 12582912.0f;
   uint32_t scale = (f2u(t) - 0x4B400000u + 127u) << 23;
-  float r = xc - n * 0.693359375f;
+  float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -111,10 +115,29 @@ static inline float exp_f(float x)
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  return pick(x < lo, 0.0f, p * u2f(scale));
+  return pick(x < -87.33654f, 0.0f, p * u2f(scale));
 }
 
-static inline float lanes_sum(float a[LANES])
+/* e^x for any float x; e^88 for x above 88. */
+KERNEL float exp_f(float x)
+{
+  return exp_le88(pick(x > 88.0f, 88.0f, x));
+}
+
+/* GELU, tanh form, tanh(y) = 1 - 2 / (e^2y + 1). */
+KERNEL float gelu(float x)
+{
+  float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  float t = 1.0f - 2.0f / (exp_f(2.0f * y) + 1.0f);
+  return 0.5f * x * (1.0f + t);
+}
+
+KERNEL float silu(float x)
+{
+  return x / (1.0f + exp_f(-x));
+}
+
+KERNEL float lanes_sum(float a[LANES])
 {
   for (int k = LANES / 2; k >= 1; k /= 2)
     for (int j = 0; j < k; j++)
@@ -122,7 +145,7 @@ static inline float lanes_sum(float a[LANES])
   return a[0];
 }
 
-static float max_of(const float *x, int n)
+KERNEL float max_of(const float *x, int n)
 {
   float m[LANES];
   int i = 0;
@@ -139,7 +162,7 @@ static float max_of(const float *x, int n)
   return m[0];
 }
 
-static float sum_of(const float *x, int n)
+KERNEL float sum_of(const float *x, int n)
 {
   float a[LANES] = {0};
   int i = 0;
@@ -152,7 +175,7 @@ static float sum_of(const float *x, int n)
 }
 
 /* sum of (x[i] - c)^2 */
-static float sum_sq(const float *x, int n, float c)
+KERNEL float sum_sq(const float *x, int n, float c)
 {
   float a[LANES] = {0};
   int i = 0;
@@ -164,36 +187,162 @@ static float sum_sq(const float *x, int n, float c)
   return lanes_sum(a);
 }
 
-/* x[i] = e^(x[i] - c); returns their sum. */
-static float exp_sum_inplace(float *x, int n, float c)
+/* x[i] = e^(x[i] - c) for x[i] <= c; returns their sum. */
+KERNEL float exp_sum_inplace(float *x, int n, float c)
 {
   float a[LANES] = {0};
   int i = 0;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++) {
-      float e = exp_f(x[i + j] - c);
+      float e = exp_le88(x[i + j] - c);
       x[i + j] = e;
       a[j] += e;
     }
   for (int j = 0; i + j < n; j++) {
-    float e = exp_f(x[i + j] - c);
+    float e = exp_le88(x[i + j] - c);
     x[i + j] = e;
     a[j] += e;
   }
   return lanes_sum(a);
 }
 
-/* sum of e^(x[i] - c) */
-static float sum_exp(const float *x, int n, float c)
+/* sum of e^(x[i] - c), for x[i] <= c */
+KERNEL float sum_exp(const float *x, int n, float c)
 {
   float a[LANES] = {0};
   int i = 0;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++)
-      a[j] += exp_f(x[i + j] - c);
+      a[j] += exp_le88(x[i + j] - c);
   for (int j = 0; i + j < n; j++)
-    a[j] += exp_f(x[i + j] - c);
+    a[j] += exp_le88(x[i + j] - c);
   return lanes_sum(a);
+}
+
+/* One query block of attention scores, in place: row i (stride ld) holds
+ * query q0 + i against keys [0, keys). Keys up to the query become
+ * e^(s - max), the rest 0 (causal mask); inv[i] = 1 / the row's sum. */
+KERNEL void softmax_body(float *S, int ld, int q0, int rows, int keys, float *inv)
+{
+  for (int i = 0; i < rows; i++) {
+    int n = q0 + i + 1;
+    float *row = S + (size_t)i * ld;
+    inv[i] = 1.0f / exp_sum_inplace(row, n, max_of(row, n));
+    if (n < keys)
+      memset(row + n, 0, (size_t)(keys - n) * sizeof *row);
+  }
+}
+
+/* Online log-sum-exp of one row over one more vocabulary chunk of n logits:
+ * *mx is the running maximum (-inf at first), *se the sum of e^(l - *mx). */
+KERNEL void lse_body(const float *lg, int n, float *mx, float *se)
+{
+  float cm = max_of(lg, n);
+  cm = cm > *mx ? cm : *mx;
+  *se = *se * exp_le88(*mx - cm) + sum_exp(lg, n, cm);
+  *mx = cm;
+}
+
+/* o = norm(x) of one row: LayerNorm when b is given, else RMSNorm. Then,
+ * when pre is given, x += pre. */
+KERNEL void norm_body(float *restrict o, float *restrict x, const float *restrict w,
+                      const float *restrict b, const float *restrict pre, int d, float eps)
+{
+  if (b) {
+    float mean = sum_of(x, d) / d;
+    float rs = 1.0f / sqrtf(sum_sq(x, d, mean) / d + eps);
+#pragma omp simd
+    for (int i = 0; i < d; i++)
+      o[i] = (x[i] - mean) * rs * w[i] + b[i];
+  } else {
+    float rs = 1.0f / sqrtf(sum_sq(x, d, 0.0f) / d + eps);
+#pragma omp simd
+    for (int i = 0; i < d; i++)
+      o[i] = x[i] * rs * w[i];
+  }
+  if (pre) {
+#pragma omp simd
+    for (int i = 0; i < d; i++)
+      x[i] += pre[i];
+  }
+}
+
+/* The MLP's activation of one row of n: h = gelu(h + bias) (GPT-2: gate
+ * NULL) or h = (h + bias) * silu(gate) (llama family); bias may be NULL. */
+KERNEL void act_body(float *restrict h, const float *restrict gate, const float *restrict bias,
+                     int n)
+{
+  if (!gate && bias) {
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+      h[i] = gelu(h[i] + bias[i]);
+  } else if (!gate) {
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+      h[i] = gelu(h[i]);
+  } else if (bias) {
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+      h[i] = (h[i] + bias[i]) * silu(gate[i]);
+  } else {
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+      h[i] *= silu(gate[i]);
+  }
+}
+
+typedef struct kernels {
+  const char *isa;
+  void (*softmax)(float *S, int ld, int q0, int rows, int keys, float *inv);
+  void (*lse)(const float *lg, int n, float *mx, float *se);
+  void (*norm)(float *o, float *x, const float *w, const float *b, const float *pre, int d,
+               float eps);
+  void (*act)(float *h, const float *gate, const float *bias, int n);
+} kernels;
+
+#define KERNELS(isa, target)                                                                      \
+  target static void softmax_##isa(float *S, int ld, int q0, int rows, int keys, float *inv)      \
+  {                                                                                               \
+    softmax_body(S, ld, q0, rows, keys, inv);                                                     \
+  }                                                                                               \
+  target static void lse_##isa(const float *lg, int n, float *mx, float *se)                      \
+  {                                                                                               \
+    lse_body(lg, n, mx, se);                                                                      \
+  }                                                                                               \
+  target static void norm_##isa(float *o, float *x, const float *w, const float *b,               \
+                                const float *pre, int d, float eps)                               \
+  {                                                                                               \
+    norm_body(o, x, w, b, pre, d, eps);                                                           \
+  }                                                                                               \
+  target static void act_##isa(float *h, const float *gate, const float *bias, int n)             \
+  {                                                                                               \
+    act_body(h, gate, bias, n);                                                                   \
+  }                                                                                               \
+  static const kernels kernels_##isa = {#isa, softmax_##isa, lse_##isa, norm_##isa, act_##isa};
+
+KERNELS(base, )
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_KERNELS_X86 1
+KERNELS(avx2, __attribute__((target("avx2"))))
+KERNELS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+static const kernels *kernels_pick(void)
+{
+#ifdef HAVE_KERNELS_X86
+  const char *cap = getenv("ZOTUNE_ISA");
+  int avx512 = 1, avx2 = 1;
+  if (cap && strcmp(cap, "scalar") == 0)
+    avx512 = avx2 = 0;
+  else if (cap && strcmp(cap, "avx2") == 0)
+    avx512 = 0;
+  __builtin_cpu_init();
+  if (avx512 && __builtin_cpu_supports("avx512f"))
+    return &kernels_avx512;
+  if (avx2 && __builtin_cpu_supports("avx2"))
+    return &kernels_avx2;
+#endif
+  return &kernels_base;
 }
 
 /* Elementwise passes over rows go parallel from this many elements up (a
@@ -228,6 +377,7 @@ struct model_ws {
   float *logits; /* (ROW_CHUNK, VOCAB_CHUNK) */
   float *bias;   /* (dim + 2*kv_dim): copies of bias vectors */
   int max_threads;
+  const kernels *k; /* the row kernels for this CPU */
 };
 
 void model_set_threads(int threads)
@@ -272,6 +422,7 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   ws->B = B;
   ws->T = T;
   ws->max_threads = n_threads; /* one T x T score buffer per attention thread */
+  ws->k = kernels_pick();
   ws->x = malloc(bt * d * sizeof(float));
   ws->xb = malloc(bt * d * sizeof(float));
   ws->qkv = malloc(bt * (d + 2 * kvd) * sizeof(float));
@@ -332,42 +483,23 @@ static const float *bias_copy(const model_view *v, int bi, size_t n, float *dst)
  * when pre is given, x += pre: the bias of the projection whose output the
  * GEMM will add to x (beta = 1), so that neither the bias nor the residual
  * add needs a pass of its own. */
-static void norm_rows(float *restrict out, float *restrict x, const float *restrict w,
-                      const float *restrict b, const float *restrict pre, size_t rows, int d,
-                      float eps)
+static void norm_rows(const kernels *k, float *out, float *x, const float *w, const float *b,
+                      const float *pre, size_t rows, int d, float eps)
 {
   int nt = team(rows * (size_t)d);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (long long r = 0; r < (long long)rows; r++) {
-    float *xr = x + (size_t)r * d, *o = out + (size_t)r * d;
-    if (b) {
-      float mean = sum_of(xr, d) / d;
-      float rs = 1.0f / sqrtf(sum_sq(xr, d, mean) / d + eps);
-#pragma omp simd
-      for (int i = 0; i < d; i++)
-        o[i] = (xr[i] - mean) * rs * w[i] + b[i];
-    } else {
-      float rs = 1.0f / sqrtf(sum_sq(xr, d, 0.0f) / d + eps);
-#pragma omp simd
-      for (int i = 0; i < d; i++)
-        o[i] = xr[i] * rs * w[i];
-    }
-    if (pre) {
-#pragma omp simd
-      for (int i = 0; i < d; i++)
-        xr[i] += pre[i];
-    }
-  }
+  for (long long r = 0; r < (long long)rows; r++)
+    k->norm(out + (size_t)r * d, x + (size_t)r * d, w, b, pre, d, eps);
 }
 
 /* Norm wi (+ bias bi) of x into out; pre as norm_rows. */
-static void norm(const model *m, const model_view *v, float *out, float *x, const float *pre,
-                 size_t rows, int wi, int bi)
+static void norm(const model *m, const model_view *v, const kernels *k, float *out, float *x,
+                 const float *pre, size_t rows, int wi, int bi)
 {
   const model_config *c = &m->cfg;
   const float *w = v->get(v->ctx, wi, 0, (size_t)c->n_embd);
   const float *b = c->arch == MODEL_GPT2 ? v->get(v->ctx, bi, 0, (size_t)c->n_embd) : NULL;
-  norm_rows(out, x, w, b, pre, rows, c->n_embd, c->norm_eps);
+  norm_rows(k, out, x, w, b, pre, rows, c->n_embd, c->norm_eps);
 }
 
 static void rope(float *restrict x, int n_heads, int hd, const float *restrict cs,
@@ -455,13 +587,7 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
       int rows = L - q0 < QUERY_BLOCK ? L - q0 : QUERY_BLOCK, keys = q0 + rows;
       /* S (rows x keys) = scale * Q[q0..] K[0..keys)^T */
       gemm(1, rows, keys, hd, scale, q + (size_t)q0 * ld, ld, k, ld, 0.0f, S, T, 1);
-      for (int i = 0; i < rows; i++) {
-        int n = q0 + i + 1; /* keys up to the query's position */
-        float *row = S + (size_t)i * T;
-        inv[i] = 1.0f / exp_sum_inplace(row, n, max_of(row, n));
-        if (n < keys)
-          memset(row + n, 0, (size_t)(keys - n) * sizeof *row); /* causal mask */
-      }
+      ws->k->softmax(S, T, q0, rows, keys, inv);
       /* O[q0..] (rows x hd) = P (rows x keys) V[0..keys), then / row sums */
       float *oq = o + (size_t)q0 * d;
       gemm(0, rows, hd, keys, 1.0f, S, T, v, ld, 0.0f, oq, d, 1);
@@ -475,49 +601,15 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
   }
 }
 
-/* GELU, tanh form, tanh(y) = 1 - 2 / (e^2y + 1). */
-static inline float gelu(float x)
-{
-  float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  float t = 1.0f - 2.0f / (exp_f(2.0f * y) + 1.0f);
-  return 0.5f * x * (1.0f + t);
-}
-
-static inline float silu(float x)
-{
-  return x / (1.0f + exp_f(-x));
-}
-
-/* The MLP's activation, row by row over (rows, ff): h = gelu(h + bias)
- * (GPT-2, gate NULL) or h = (h + bias) * silu(gate) (llama family); bias may
- * be NULL. */
-static void activate(float *restrict h, const float *restrict gate, const float *restrict bias,
+/* The MLP's activation over (rows, ff), row by row (see act_body). */
+static void activate(const kernels *k, float *h, const float *gate, const float *bias,
                      size_t rows, int ff)
 {
   /* an exp per element: worth threads sooner than a norm */
   int nt = team(rows * (size_t)ff * 4);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (long long r = 0; r < (long long)rows; r++) {
-    float *hr = h + (size_t)r * ff;
-    const float *gr = gate ? gate + (size_t)r * ff : NULL;
-    if (!gr && bias) {
-#pragma omp simd
-      for (int i = 0; i < ff; i++)
-        hr[i] = gelu(hr[i] + bias[i]);
-    } else if (!gr) {
-#pragma omp simd
-      for (int i = 0; i < ff; i++)
-        hr[i] = gelu(hr[i]);
-    } else if (bias) {
-#pragma omp simd
-      for (int i = 0; i < ff; i++)
-        hr[i] = (hr[i] + bias[i]) * silu(gr[i]);
-    } else {
-#pragma omp simd
-      for (int i = 0; i < ff; i++)
-        hr[i] *= silu(gr[i]);
-    }
-  }
+  for (long long r = 0; r < (long long)rows; r++)
+    k->act(h + (size_t)r * ff, gate ? gate + (size_t)r * ff : NULL, bias, ff);
 }
 
 static int check_batch(const model *m, const model_batch *b, const model_ws *ws, model_err *err)
@@ -574,7 +666,7 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
     const model_layer *L = &m->layers[l];
     /* Attention sublayer. */
     const float *pre = bias_copy(v, L->bo, (size_t)d, ws->bias);
-    norm(m, v, ws->xb, ws->x, pre, (size_t)rows, L->attn_norm_w, L->attn_norm_b);
+    norm(m, v, ws->k, ws->xb, ws->x, pre, (size_t)rows, L->attn_norm_w, L->attn_norm_b);
     if (L->wqkv != MODEL_NONE) {
       project(m, v, ws->qkv, ld, ws->xb, d, L->wqkv, rows, 0.0f);
       qkv_rows(m, ws, L->bqkv == MODEL_NONE ? NULL : v->get(v->ctx, L->bqkv, 0, (size_t)ld), rows,
@@ -597,19 +689,19 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
 
     /* MLP sublayer. */
     pre = bias_copy(v, L->b_down, (size_t)d, ws->bias);
-    norm(m, v, ws->xb, ws->x, pre, (size_t)rows, L->ffn_norm_w, L->ffn_norm_b);
+    norm(m, v, ws->k, ws->xb, ws->x, pre, (size_t)rows, L->ffn_norm_w, L->ffn_norm_b);
     project(m, v, ws->hb, ff, ws->xb, d, L->w_up, rows, 0.0f);
     const float *gate = NULL;
     if (L->w_gate != MODEL_NONE) {
       project(m, v, ws->hb2, ff, ws->xb, d, L->w_gate, rows, 0.0f);
       gate = ws->hb2;
     }
-    activate(ws->hb, gate,
+    activate(ws->k, ws->hb, gate,
              L->b_up == MODEL_NONE ? NULL : v->get(v->ctx, L->b_up, 0, (size_t)ff), (size_t)rows,
              ff);
     project(m, v, ws->x, d, ws->hb, ff, L->w_down, rows, 1.0f);
   }
-  norm(m, v, ws->hidden, ws->x, NULL, (size_t)rows, m->out_norm_w, m->out_norm_b);
+  norm(m, v, ws->k, ws->hidden, ws->x, NULL, (size_t)rows, m->out_norm_w, m->out_norm_b);
   return 0;
 }
 
@@ -673,10 +765,7 @@ static int loss_rows(const model *m, const model_view *v, const model_batch *b, 
       for (int r = 0; r < nr; r++) {
         const float *lg = ws->logits + (size_t)r * nc;
         int R = r0 + r;
-        float cm = max_of(lg, nc);
-        cm = cm > mx[R] ? cm : mx[R];
-        se[R] = se[R] * exp_f(mx[R] - cm) + sum_exp(lg, nc, cm);
-        mx[R] = cm;
+        ws->k->lse(lg, nc, &mx[R], &se[R]);
         if (target[R] >= v0 && target[R] < v0 + nc)
           tl[R] = lg[target[R] - v0];
       }
