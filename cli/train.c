@@ -35,14 +35,14 @@ static const char *const help =
     "  --seed S             run seed, 0 .. 2^63-1\n"
     "  --tune SPEC          all | norms | layers:A-B | patterns (blk.*.attn_q.weight,...) |\n"
     "                       lora:r=8,targets=q,v[,alpha=16]   (all)\n"
-    "  --batch B            examples per probe (8)\n"
+    "  --batch B            examples per probe (16)\n"
     "  --max-len L          tokens per example, keeping the end (the model's context)\n"
     "  --workers W          virtual worker slots; slot w trains on examples i % W == w (1)\n"
     "  --n-directions n     directions per worker per step (1)\n"
     "  --directions MODE    per-worker | shared | pool:K (per-worker)\n"
     "  --dist NAME          gaussian | rademacher (gaussian)\n"
     "  --codec NAME         log | linear | none (log)\n"
-    "  --lr X               peak learning rate (1e-4)\n"
+    "  --lr X               peak learning rate (100 / tuned parameters, 2 digits)\n"
     "  --eps X              perturbation size (1e-3)\n"
     "  --schedule NAME      constant | linear | cosine (constant); --warmup N; --min-lr-ratio X\n"
     "  --weight-decay X     decoupled weight decay (0)\n"
@@ -80,9 +80,23 @@ static const struct option opts[] = {
 struct targs {
   const char *model, *data, *eval, *run, *tune;
   uint32_t batch, max_len, every, threads, snap_every, keep;
-  int have_steps, have_seed, json, profile;
+  int have_steps, have_seed, have_lr, json, profile;
   zo_config cfg;
 };
+
+/* The default learning rate: LR_AUTO_C / (tuned parameters), to two
+ * significant digits. ZO-SGD's stable step shrinks like 1/d; on the bundled
+ * example the best lr times d was 100-230 for every tuned set (norms, head,
+ * LoRA, all: docs/experiments.md), and MeZO's published settings have lr * d
+ * from 350 (RoBERTa-large) to 1300 (OPT-13B), so 100 is on the safe side. */
+#define LR_AUTO_C 100.0
+
+static double lr_auto(size_t dim)
+{
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.2g", LR_AUTO_C / (double)dim);
+  return strtod(buf, NULL);
+}
 
 static int parse(int argc, char **argv, struct targs *a)
 {
@@ -91,9 +105,9 @@ static int parse(int argc, char **argv, struct targs *a)
   int o;
   memset(a, 0, sizeof *a);
   zo_config_defaults(&a->cfg);
-  a->cfg.lr = 1e-4;
+  a->cfg.lr = 1e-4; /* replaced by lr_auto() unless --lr is given */
   a->tune = "all";
-  a->batch = 8;
+  a->batch = 16;
   a->keep = 2;
   a->threads = (uint32_t)cli_default_threads();
   optind = 1;
@@ -136,7 +150,7 @@ static int parse(int argc, char **argv, struct targs *a)
       if (zo_codec_parse(optarg, &a->cfg.codec) != 0)
         return cli_usage_error(c, "--codec: '%s' is not log, linear or none", optarg);
       break;
-    case O_LR: bad = cli_double(c, "--lr", optarg, &a->cfg.lr); break;
+    case O_LR: bad = cli_double(c, "--lr", optarg, &a->cfg.lr); a->have_lr = 1; break;
     case O_EPS: bad = cli_double(c, "--eps", optarg, &a->cfg.eps); break;
     case O_SCHED:
       if (zo_sched_parse(optarg, &a->cfg.schedule.kind) != 0)
@@ -280,6 +294,12 @@ int cmd_train(int argc, char **argv)
       (rv = cli_objective_open(objdoc, a.cfg.seed, 1, (int)a.cfg.workers, (int)a.threads, &ob,
                                &err)) != 0)
     goto out;
+  if (!a.have_lr) {
+    a.cfg.lr = lr_auto(ob.tuned.dim);
+    if (!a.json)
+      fprintf(stderr, "learning rate %g (%g / %zu tuned parameters; set it with --lr)\n", a.cfg.lr,
+              LR_AUTO_C, ob.tuned.dim);
+  }
   json_t *doc = zo_run_doc(&a.cfg, objdoc, ob.base_hash);
   rv = zo_run_start(a.run, doc, &run, &err);
   json_decref(doc);

@@ -212,6 +212,16 @@ check "hash of a model run equals the live run's" test "$("$Z" hash --run "$T/t_
 check "train with 2 threads: same hash" test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tb.json" | tail -1)" = "$ha"
 "$Z" train $TR --run "$T/t_a" --lr 1e-3 >/dev/null 2>"$T/err"
 check "train with another lr on the run exits 1 naming it" sh -c "test $? -eq 1 && grep -q optimizer.lr '$T/err'"
+NL="--model $T/tiny.gguf --data $T/tr.jsonl --steps 3 --seed 2 --tune norms --run $T/t_auto"
+"$Z" train $NL --json >"$T/tauto.json" 2>"$T/err"
+d=$(json_num "$T/tauto.json" tuned_parameters | tail -1)
+want=$(awk -v d="$d" 'BEGIN { printf "%.2g", 100 / d }')
+got=$(sed -n 's/.*"lr": *\([-0-9.eE+]*\).*/\1/p' "$T/t_auto/config.json")
+check "train without --lr: lr = 100 / tuned parameters ($got for $d)" \
+  awk -v g="$got" -v w="$want" 'BEGIN { exit !(g > 0 && g == w + 0) }'
+"$Z" train $NL --steps 3 --json >"$T/tauto2.json" 2>"$T/err"
+check "the same command resumes the run (the automatic lr is the frozen one)" \
+  sh -c "test $? -eq 0 && grep -q '\"resumed\":true' '$T/tauto2.json'"
 "$Z" train $TR --steps 1500 --run "$T/t_full" --threads 1 --json >"$T/tf.json" 2>/dev/null
 hf=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tf.json" | tail -1)
 "$Z" train $TR --steps 1500 --run "$T/t_kill" --threads 1 >/dev/null 2>&1 &
