@@ -137,60 +137,88 @@ KERNEL float silu(float x)
   return x / (1.0f + exp_f(-x));
 }
 
+/* The lanes summed pairwise in a fixed tree (the first steps vectorize). */
 KERNEL float lanes_sum(float a[LANES])
 {
-  for (int k = LANES / 2; k >= 1; k /= 2)
-    for (int j = 0; j < k; j++)
-      a[j] += a[j + k];
-  return a[0];
+  for (int j = 0; j < LANES / 2; j++)
+    a[j] += a[j + LANES / 2];
+  for (int j = 0; j < LANES / 4; j++)
+    a[j] += a[j + LANES / 4];
+  return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+KERNEL float lanes_max(float m[LANES])
+{
+  for (int j = 0; j < LANES / 2; j++)
+    m[j] = pick(m[j + LANES / 2] > m[j], m[j + LANES / 2], m[j]);
+  for (int j = 0; j < LANES / 4; j++)
+    m[j] = pick(m[j + LANES / 4] > m[j], m[j + LANES / 4], m[j]);
+  float a = m[2] > m[0] ? m[2] : m[0], b = m[3] > m[1] ? m[3] : m[1];
+  return b > a ? b : a;
+}
+
+/* The last n < LANES elements of a row as one full block, padded with pad
+ * (which adds nothing to the reduction at hand): a vectorized block costs
+ * less than a scalar tail on the short rows of attention. */
+KERNEL void tail_block(float t[LANES], const float *x, int n, float pad)
+{
+  for (int j = 0; j < LANES; j++)
+    t[j] = pad;
+  memcpy(t, x, (size_t)n * sizeof *x);
 }
 
 KERNEL float max_of(const float *x, int n)
 {
-  float m[LANES];
+  float m[LANES], t[LANES];
   int i = 0;
   for (int j = 0; j < LANES; j++)
     m[j] = -INFINITY;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++)
       m[j] = pick(x[i + j] > m[j], x[i + j], m[j]);
-  for (int j = 0; i + j < n; j++)
-    m[j] = pick(x[i + j] > m[j], x[i + j], m[j]);
-  for (int k = LANES / 2; k >= 1; k /= 2)
-    for (int j = 0; j < k; j++)
-      m[j] = pick(m[j + k] > m[j], m[j + k], m[j]);
-  return m[0];
+  if (i < n) {
+    tail_block(t, x + i, n - i, -INFINITY);
+    for (int j = 0; j < LANES; j++)
+      m[j] = pick(t[j] > m[j], t[j], m[j]);
+  }
+  return lanes_max(m);
 }
 
 KERNEL float sum_of(const float *x, int n)
 {
-  float a[LANES] = {0};
+  float a[LANES] = {0}, t[LANES];
   int i = 0;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++)
       a[j] += x[i + j];
-  for (int j = 0; i + j < n; j++)
-    a[j] += x[i + j];
+  if (i < n) {
+    tail_block(t, x + i, n - i, 0.0f);
+    for (int j = 0; j < LANES; j++)
+      a[j] += t[j];
+  }
   return lanes_sum(a);
 }
 
 /* sum of (x[i] - c)^2 */
 KERNEL float sum_sq(const float *x, int n, float c)
 {
-  float a[LANES] = {0};
+  float a[LANES] = {0}, t[LANES];
   int i = 0;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++)
       a[j] += (x[i + j] - c) * (x[i + j] - c);
-  for (int j = 0; i + j < n; j++)
-    a[j] += (x[i + j] - c) * (x[i + j] - c);
+  if (i < n) {
+    tail_block(t, x + i, n - i, c);
+    for (int j = 0; j < LANES; j++)
+      a[j] += (t[j] - c) * (t[j] - c);
+  }
   return lanes_sum(a);
 }
 
 /* x[i] = e^(x[i] - c) for x[i] <= c; returns their sum. */
 KERNEL float exp_sum_inplace(float *x, int n, float c)
 {
-  float a[LANES] = {0};
+  float a[LANES] = {0}, t[LANES];
   int i = 0;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++) {
@@ -198,10 +226,13 @@ KERNEL float exp_sum_inplace(float *x, int n, float c)
       x[i + j] = e;
       a[j] += e;
     }
-  for (int j = 0; i + j < n; j++) {
-    float e = exp_le88(x[i + j] - c);
-    x[i + j] = e;
-    a[j] += e;
+  if (i < n) {
+    tail_block(t, x + i, n - i, -INFINITY); /* e^-inf = 0 */
+    for (int j = 0; j < LANES; j++) {
+      t[j] = exp_le88(t[j] - c);
+      a[j] += t[j];
+    }
+    memcpy(x + i, t, (size_t)(n - i) * sizeof *x);
   }
   return lanes_sum(a);
 }
@@ -209,13 +240,16 @@ KERNEL float exp_sum_inplace(float *x, int n, float c)
 /* sum of e^(x[i] - c), for x[i] <= c */
 KERNEL float sum_exp(const float *x, int n, float c)
 {
-  float a[LANES] = {0};
+  float a[LANES] = {0}, t[LANES];
   int i = 0;
   for (; i + LANES <= n; i += LANES)
     for (int j = 0; j < LANES; j++)
       a[j] += exp_le88(x[i + j] - c);
-  for (int j = 0; i + j < n; j++)
-    a[j] += exp_le88(x[i + j] - c);
+  if (i < n) {
+    tail_block(t, x + i, n - i, -INFINITY);
+    for (int j = 0; j < LANES; j++)
+      a[j] += exp_le88(t[j] - c);
+  }
   return lanes_sum(a);
 }
 
