@@ -213,24 +213,30 @@ int cmd_plot(int argc, char **argv)
                "<text x=\"415\" y=\"445\" text-anchor=\"middle\">step</text>\n"
                "<text x=\"18\" y=\"220\" text-anchor=\"middle\" transform=\"rotate(-90 18 220)\">"
                "loss (nats/token)</text>\n");
+    int held_out[MAX_RUNS + 1];
     for (int k = 0; k < ncurves; k++) {
-      int held_out = nruns == 1 ? k == 1 : curve[k] == &rc[k].ev;
-      const char *color = nruns == 1 ? palette[k] : palette[k % MAX_RUNS];
-      polyline(f, curve[k], x0, x1, y0, y1, color, held_out ? 2.5 : 1.5);
-      if (held_out)
+      held_out[k] = nruns == 1 ? k == 1 : curve[k] == &rc[k].ev;
+      polyline(f, curve[k], x0, x1, y0, y1, palette[k], held_out[k] ? 2.5 : 1.5);
+      if (held_out[k])
         for (size_t i = 0; i < curve[k]->n; i++)
           fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
                   70 + (curve[k]->x[i] - x0) / (x1 - x0) * 690,
-                  400 - (curve[k]->y[i] - y0) / (y1 - y0) * 360, color);
+                  400 - (curve[k]->y[i] - y0) / (y1 - y0) * 360, palette[k]);
+    }
+    /* the legend, on a white box over the curves */
+    fprintf(f, "<rect x=\"550\" y=\"46\" width=\"204\" height=\"%d\" fill=\"white\" "
+               "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
+            18 * ncurves + 6);
+    for (int k = 0; k < ncurves; k++) {
       double ly = 58 + 18 * k;
       fprintf(f, "<line x1=\"560\" x2=\"590\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\"/>"
                  "<text x=\"596\" y=\"%.0f\">",
-              ly, ly, color, ly + 4);
+              ly, ly, palette[k], ly + 4);
       if (nruns == 1)
         fputs(k == 0 ? "training (smoothed)" : "held-out", f);
       else {
         xml_text(f, base_name(dirs[k]));
-        if (!held_out)
+        if (!held_out[k])
           fputs(" (training)", f);
       }
       fputs("</text>\n", f);
