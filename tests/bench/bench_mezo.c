@@ -1046,11 +1046,11 @@ static void print_rss(const struct rss_info *cp, const struct rss_info *al, cons
            "peaked at %.0f MiB = %.2f x weights (its ru_maxrss; performance.md s.2.2 quotes "
            "1582 MB for 16x128).\n",
            atof(pm + 10), atof(pm + 10) / w);
-  printf("\nzo_state_init copies the base (zo/spsa.h: 'allocates theta (a copy of the base)'), "
-         "so a step through the public API holds the weights twice: the model's parameters "
-         "(the base, which frozen tensors and exports read) and theta. The alias column builds "
-         "the zo_state by hand with theta = m->params (valid here because every tensor is tuned "
-         "and the probe never writes theta); the library has no call for it today.\n");
+  printf("\nzo_state_init copies the base, so such a step holds the weights twice: the model's "
+         "parameters (the base, which frozen tensors and exports read) and theta. The alias "
+         "column has theta = m->params (valid because every tensor is tuned and the probe never "
+         "writes theta), which is what zotune train does through zo_state_borrow when every "
+         "parameter is tuned.\n");
 }
 
 /* ---- main --------------------------------------------------------------- */
