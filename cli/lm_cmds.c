@@ -18,11 +18,14 @@ static int model_exit(const char *cmd, const model_err *err)
 }
 
 /* The model at --model, or the fine-tuned model of --run. Prints errors. */
-static int load_any(const char *cmd, const char *mpath, const char *rpath, int threads, model **m)
+static int load_any(const char *cmd, const char *mpath, const char *rpath, const char *at,
+                    int threads, model **m)
 {
+  if (at && !rpath)
+    return cli_usage_error(cmd, "--step needs --run");
   if (rpath) {
     zo_err ze = {0, ""};
-    if (cli_run_model(rpath, threads, m, NULL, &ze) != 0)
+    if (cli_run_model(rpath, at, threads, m, NULL, &ze) != 0)
       return cli_fail(cmd, &ze);
     return 0;
   }
@@ -31,11 +34,12 @@ static int load_any(const char *cmd, const char *mpath, const char *rpath, int t
 }
 
 static const char *const eval_help =
-    "usage: zotune eval (--model MODEL | --run DIR) --data FILE.jsonl [--batch B] [--threads T]\n"
-    "                   [--json]\n"
+    "usage: zotune eval (--model MODEL | --run DIR [--step N|best]) --data FILE.jsonl\n"
+    "                   [--batch B] [--threads T] [--json]\n"
     "\n"
     "MODEL is a GGUF file or a Hugging Face folder; --run DIR evaluates the fine-tuned\n"
-    "model of a training run (base + replayed log).\n"
+    "model of a training run (base + replayed log), after its last step or after step N\n"
+    "(best: the step with the lowest held-out loss, recorded by train --keep-best).\n"
     "Evaluates a JSONL file, one example per line:\n"
     "  {\"text\": ...}                          loss on every token\n"
     "  {\"prompt\": ..., \"completion\": ...}      loss on the completion's tokens\n"
@@ -50,13 +54,14 @@ int cmd_eval(int argc, char **argv)
   const char *c = "eval";
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                        {"run", required_argument, 0, 'r'},
+                                       {"step", required_argument, 0, 'S'},
                                        {"data", required_argument, 0, 'd'},
                                        {"batch", required_argument, 0, 'b'},
                                        {"threads", required_argument, 0, 't'},
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  const char *mpath = NULL, *dpath = NULL, *rpath = NULL;
+  const char *mpath = NULL, *dpath = NULL, *rpath = NULL, *at = NULL;
   uint32_t batch = 8, threads = (uint32_t)cli_default_threads();
   int json = 0, o;
   optind = 1;
@@ -68,6 +73,9 @@ int cmd_eval(int argc, char **argv)
       break;
     case 'd':
       dpath = optarg;
+      break;
+    case 'S':
+      at = optarg;
       break;
     case 'r':
       rpath = optarg;
@@ -100,7 +108,7 @@ int cmd_eval(int argc, char **argv)
   model *m;
   lm_data d;
   lm_eval_result r;
-  int rv = load_any(c, mpath, rpath, (int)threads, &m);
+  int rv = load_any(c, mpath, rpath, at, (int)threads, &m);
   if (rv != 0)
     return rv;
   if (!mpath)
@@ -128,8 +136,8 @@ int cmd_eval(int argc, char **argv)
 }
 
 static const char *const gen_help =
-    "usage: zotune generate (--model MODEL | --run DIR) --prompt TEXT [--max-tokens N]\n"
-    "                       [--temperature X]\n"
+    "usage: zotune generate (--model MODEL | --run DIR [--step N|best]) --prompt TEXT\n"
+    "                       [--max-tokens N] [--temperature X]\n"
     "                       [--top-p P] [--seed S] [--threads T]\n"
     "\n"
     "Continues TEXT (after BOS) and prints the continuation. --temperature 0 (default) is\n"
@@ -185,6 +193,7 @@ int cmd_generate(int argc, char **argv)
   const char *c = "generate";
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                        {"run", required_argument, 0, 'r'},
+                                       {"step", required_argument, 0, 'S'},
                                        {"prompt", required_argument, 0, 'p'},
                                        {"max-tokens", required_argument, 0, 'n'},
                                        {"temperature", required_argument, 0, 'T'},
@@ -193,7 +202,7 @@ int cmd_generate(int argc, char **argv)
                                        {"threads", required_argument, 0, 't'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  const char *mpath = NULL, *prompt = NULL, *rpath = NULL;
+  const char *mpath = NULL, *prompt = NULL, *rpath = NULL, *at = NULL;
   uint32_t max_tokens = 32, threads = (uint32_t)cli_default_threads();
   double temp = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -208,6 +217,9 @@ int cmd_generate(int argc, char **argv)
       break;
     case 'p':
       prompt = optarg;
+      break;
+    case 'S':
+      at = optarg;
       break;
     case 'r':
       rpath = optarg;
@@ -248,7 +260,7 @@ int cmd_generate(int argc, char **argv)
     return EXIT_USER;
   model_err err = {0, ""};
   model *m;
-  int rv = load_any(c, mpath, rpath, (int)threads, &m);
+  int rv = load_any(c, mpath, rpath, at, (int)threads, &m);
   if (rv != 0)
     return rv;
   if (!mpath)

@@ -12,6 +12,7 @@
 #include "model/load.h"
 #include "zo/hash.h"
 #include "zo/run.h"
+#include "zo/snapshot.h"
 
 json_t *cli_function_doc(enum zo_function f, size_t dim)
 {
@@ -220,11 +221,45 @@ void cli_objective_close(cli_objective *o)
   memset(o, 0, sizeof *o);
 }
 
-int cli_run_model(const char *dir, int threads, model **out, uint32_t *steps, zo_err *err)
+/* The step that at names in the run at dir with n steps logged. */
+static int run_step(const char *dir, const char *at, uint32_t n, uint32_t *out, zo_err *err)
+{
+  *out = n;
+  if (!at)
+    return 0;
+  if (strcmp(at, "best") == 0) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/best.json", dir);
+    json_error_t je;
+    json_t *b = json_load_file(path, 0, &je);
+    json_t *js = json_object_get(b, "step");
+    int ok = json_is_integer(js) && json_integer_value(js) >= 0 &&
+             json_integer_value(js) <= (json_int_t)n;
+    if (ok)
+      *out = (uint32_t)json_integer_value(js);
+    json_decref(b);
+    if (!b)
+      return zo_fail(err, ZO_ENOENT, "%s: no best step recorded (train with --eval-data and "
+                                     "--keep-best)", path);
+    return ok ? 0 : zo_fail(err, ZO_ECORRUPT, "%s: \"step\" must be a step of the log (0..%u)",
+                            path, n);
+  }
+  char *end;
+  unsigned long long v = strtoull(at, &end, 10);
+  if (!*at || *end || at[0] == '-' || v > n)
+    return zo_fail(err, ZO_EINVAL, "--step %s: expected best or a step number 0..%u (%s has %u "
+                                   "steps)", at, n, dir, n);
+  *out = (uint32_t)v;
+  return 0;
+}
+
+int cli_run_model(const char *dir, const char *at, int threads, model **out, uint32_t *steps,
+                  zo_err *err)
 {
   zo_run *run = NULL;
   cli_objective ob = {0};
   zo_state st = {0};
+  uint32_t upto = 0;
   int rv = zo_run_load(dir, &run, err);
   if (rv == 0 &&
       (rv = cli_objective_open(json_object_get(run->doc, "objective"), run->cfg.seed, 0, 1, threads,
@@ -234,9 +269,17 @@ int cli_run_model(const char *dir, int threads, model **out, uint32_t *steps, zo
   if (rv == 0 && memcmp(ob.base_hash, run->base_hash, 32) != 0)
     rv = zo_fail(err, ZO_EMISMATCH, "%s: the base parameters do not match the run", dir);
   if (rv == 0)
-    rv = cli_state_init(&ob, &run->cfg, &st, err);
+    rv = run_step(dir, at, (uint32_t)zo_log_nsteps(run->log), &upto, err);
   if (rv == 0)
-    rv = zo_spsa_replay(&run->cfg, &st, run->log, zo_log_nsteps(run->log), threads, err);
+    rv = cli_state_init(&ob, &run->cfg, &st, err);
+  if (rv == 0 && upto > 0) { /* a snapshot (a cache of replay) saves replaying what it holds */
+    char sdir[4200];
+    int found = 0;
+    snprintf(sdir, sizeof sdir, "%s%s", dir, at && strcmp(at, "best") == 0 ? "/best" : "");
+    rv = zo_snapshot_load(sdir, run->config_hash, upto, &st, &found, NULL, 0, err);
+  }
+  if (rv == 0)
+    rv = zo_spsa_replay(&run->cfg, &st, run->log, upto, threads, err);
   if (rv == 0) {
     if (!ob.base_is_params) /* else the state already is the model's parameters */
       lm_tuned_unpack(ob.m, &ob.tuned, st.theta, ob.m->params);

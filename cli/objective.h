@@ -48,8 +48,12 @@ void cli_objective_close(cli_objective *o);
  * when base_is_params (one copy of the weights in memory), else a copy. */
 int cli_state_init(cli_objective *o, const zo_config *c, zo_state *st, zo_err *err);
 /* The fine-tuned model of a training run: base model + replayed log, tuned
- * tensors written back (LoRA merged). *steps: steps replayed. The caller
- * frees the model with model_free. */
-int cli_run_model(const char *dir, int threads, model **out, uint32_t *steps, zo_err *err);
+ * tensors written back (LoRA merged). at: NULL for the last step, a step
+ * number, or "best" (the step of DIR/best.json, written by train
+ * --keep-best). Starts from the newest valid snapshot at or before that step
+ * (DIR/snapshots, or DIR/best/snapshots for "best"), then replays the log.
+ * *steps: the step reached. The caller frees the model with model_free. */
+int cli_run_model(const char *dir, const char *at, int threads, model **out, uint32_t *steps,
+                  zo_err *err);
 
 #endif

@@ -1,11 +1,13 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 /* zotune train: zeroth-order fine-tuning of a language model, every step's
  * one-byte records in the run's log; resumes from the log. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -50,6 +52,9 @@ static const char *const help =
     "  --snapshot-every K   save the state every K steps (DIR/snapshots; resume starts from\n"
     "                       the newest valid one instead of replaying the whole log) (off)\n"
     "  --keep-snapshots N   snapshots to keep (2)\n"
+    "  --keep-best          keep the state with the lowest held-out loss so far\n"
+    "                       (DIR/best.json, DIR/best/snapshots; export/eval/generate\n"
+    "                       --run DIR --step best use it)\n"
     "  --threads T          threads (all cores)\n"
     "  --json               one JSON line per report on stdout\n"
     "  --profile            print where a step's time goes\n";
@@ -57,7 +62,7 @@ static const char *const help =
 enum {
   O_MODEL = 256, O_DATA, O_EVAL, O_RUN, O_STEPS, O_SEED, O_TUNE, O_BATCH, O_MAXLEN, O_WORKERS,
   O_NDIRS, O_DIRS, O_DIST, O_CODEC, O_LR, O_EPS, O_SCHED, O_WARMUP, O_MINLR, O_WD, O_EVERY,
-  O_THREADS, O_JSON, O_PROFILE, O_HELP, O_SNAP, O_KEEP
+  O_THREADS, O_JSON, O_PROFILE, O_HELP, O_SNAP, O_KEEP, O_BEST
 };
 
 static const struct option opts[] = {
@@ -74,13 +79,14 @@ static const struct option opts[] = {
     {"eval-every", required_argument, 0, O_EVERY},   {"threads", required_argument, 0, O_THREADS},
     {"json", no_argument, 0, O_JSON},                {"profile", no_argument, 0, O_PROFILE},
     {"snapshot-every", required_argument, 0, O_SNAP},
+    {"keep-best", no_argument, 0, O_BEST},
     {"keep-snapshots", required_argument, 0, O_KEEP},
     {"help", no_argument, 0, O_HELP},                {0, 0, 0, 0}};
 
 struct targs {
   const char *model, *data, *eval, *run, *tune;
   uint32_t batch, max_len, every, threads, snap_every, keep;
-  int have_steps, have_seed, have_lr, json, profile;
+  int have_steps, have_seed, have_lr, json, profile, keep_best;
   zo_config cfg;
 };
 
@@ -167,6 +173,7 @@ static int parse(int argc, char **argv, struct targs *a)
     case O_THREADS: bad = cli_u32(c, "--threads", optarg, 1, 1024, &a->threads); break;
     case O_JSON: a->json = 1; break;
     case O_PROFILE: a->profile = 1; break;
+    case O_BEST: a->keep_best = 1; break;
     case O_HELP:
       fputs(help, stdout);
       exit(0);
@@ -180,6 +187,8 @@ static int parse(int argc, char **argv, struct targs *a)
     return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
   if (!a->model || !a->data || !a->run || !a->have_steps || !a->have_seed)
     return cli_usage_error(c, "--model, --data, --run, --steps and --seed are required");
+  if (a->keep_best && !a->eval)
+    return cli_usage_error(c, "--keep-best needs --eval-data");
   a->cfg.schedule.total = a->cfg.steps;
   if (!a->every)
     a->every = a->cfg.steps / 10 > 1 ? a->cfg.steps / 10 : 1;
@@ -268,6 +277,43 @@ static int run_eval(const cli_objective *ob, const zo_state *st, const lm_data *
   model_err me = {0, ""};
   int rv = lm_eval(ob->m, &ob->tuned, st->theta, dev, 8, threads, res, &me);
   return rv == 0 ? 0 : zo_fail(err, me.code, "%s", me.msg);
+}
+
+/* --keep-best: the state after step st->step had the lowest held-out loss so
+ * far. The snapshot goes first (the log is synced before it), then
+ * best.json names it; a crash between the two leaves best.json at an older
+ * step, which the log still rebuilds. */
+static int save_best(const zo_run *run, const char *dir, const zo_state *st, double loss,
+                     zo_err *err)
+{
+  char bdir[4200];
+  snprintf(bdir, sizeof bdir, "%s/best", dir);
+  if (mkdir(bdir, 0755) != 0 && errno != EEXIST)
+    return zo_fail(err, ZO_EIO, "%s: cannot create: %s", bdir, strerror(errno));
+  int rv = st->step > 0 ? zo_log_sync(run->log, err) : 0;
+  if (rv == 0 && st->step > 0)
+    rv = zo_snapshot_write(bdir, run->config_hash, st, 1, err);
+  json_t *b = json_pack("{s:I, s:f}", "step", (json_int_t)st->step, "eval_loss", loss);
+  if (rv == 0)
+    rv = b ? cli_write_json(run, "best.json", b, err) : zo_fail(err, ZO_ENOMEM, "out of memory");
+  json_decref(b);
+  return rv;
+}
+
+/* The best held-out loss recorded in DIR/best.json at or before step, or
+ * INFINITY. */
+static double load_best(const zo_run *run, uint32_t step)
+{
+  char path[4200];
+  double v = INFINITY;
+  if (zo_run_path(run, "best.json", path, sizeof path) != 0)
+    return v;
+  json_t *b = json_load_file(path, 0, NULL);
+  json_t *js = json_object_get(b, "step"), *jl = json_object_get(b, "eval_loss");
+  if (json_is_integer(js) && json_integer_value(js) <= (json_int_t)step && json_is_number(jl))
+    v = json_number_value(jl);
+  json_decref(b);
+  return v;
 }
 
 int cmd_train(int argc, char **argv)
@@ -361,6 +407,14 @@ int cmd_train(int argc, char **argv)
       fprintf(metrics, "{\"step\":0,\"eval_loss\":%.9g,\"eval_accuracy\":%.6g}\n", before.loss,
               before.accuracy);
   }
+  double best = INFINITY;
+  if (a.keep_best) {
+    best = load_best(run, st.step);
+    if (!isfinite(best) && (rv = save_best(run, a.run, &st, before.loss, &err)) == 0)
+      best = before.loss; /* a new run: the base is the best so far */
+    if (rv != 0)
+      goto out;
+  }
   uint32_t report_every = cfg->steps / 20 > 1 ? cfg->steps / 20 : 1;
   while (st.step < cfg->steps) {
     double t = cli_now(), loss = 0;
@@ -403,6 +457,11 @@ int cmd_train(int argc, char **argv)
       r.eval = ev.loss;
       fprintf(metrics, "{\"step\":%u,\"eval_loss\":%.9g,\"eval_accuracy\":%.6g}\n", st.step,
               ev.loss, ev.accuracy);
+      if (a.keep_best && ev.loss < best) {
+        if ((rv = save_best(run, a.run, &st, ev.loss, &err)) != 0)
+          goto out;
+        best = ev.loss;
+      }
     }
     if ((r.tty && cli_now() - r.last > 0.25) || (!r.tty && st.step % report_every == 0) ||
         st.step == cfg->steps) {
@@ -430,6 +489,16 @@ int cmd_train(int argc, char **argv)
       json_object_set_new(res, "eval_accuracy_before", json_real(before.accuracy));
       json_object_set_new(res, "eval_accuracy_after", json_real(after.accuracy));
     }
+  }
+  if (a.keep_best) {
+    json_t *bj = NULL;
+    char bpath[4200];
+    if (zo_run_path(run, "best.json", bpath, sizeof bpath) == 0 &&
+        (bj = json_load_file(bpath, 0, NULL)) != NULL) {
+      json_object_set(res, "best_step", json_object_get(bj, "step"));
+      json_object_set(res, "best_eval_loss", json_object_get(bj, "eval_loss"));
+    }
+    json_decref(bj);
   }
   rv = cli_write_json(run, "summary.json", res, &err);
   if (rv == 0 && a.json) {
@@ -466,9 +535,12 @@ out:
 }
 
 static const char *const export_help =
-    "usage: zotune export --run DIR -o OUT [--format gguf|safetensors] [--dtype f32|f16|bf16]\n"
+    "usage: zotune export --run DIR [--step N|best] -o OUT [--format gguf|safetensors]\n"
+    "                     [--dtype f32|f16|bf16]\n"
     "\n"
     "Rebuilds the fine-tuned parameters of a training run from its base model and log\n"
+    "(after the last step, or after step N; best: the step with the lowest held-out loss,\n"
+    "recorded by train --keep-best)\n"
     "(LoRA adapters merged into their projections) and writes them with the base model's\n"
     "tokenizer: a GGUF file (default; --dtype for its matrices), or with --format\n"
     "safetensors a Hugging Face folder OUT (model.safetensors in F32, config.json,\n"
@@ -476,10 +548,11 @@ static const char *const export_help =
 
 int cmd_export(int argc, char **argv)
 {
-  const char *c = "export", *dir = NULL, *out = NULL;
+  const char *c = "export", *dir = NULL, *out = NULL, *at = NULL;
   uint32_t dtype = GGML_F32;
   int hf = 0;
   static const struct option eopts[] = {{"run", required_argument, 0, 'r'},
+                                        {"step", required_argument, 0, 'S'},
                                         {"dtype", required_argument, 0, 't'},
                                         {"format", required_argument, 0, 'f'},
                                         {"help", no_argument, 0, 'h'},
@@ -490,6 +563,7 @@ int cmd_export(int argc, char **argv)
   while ((o = getopt_long(argc, argv, "o:", eopts, NULL)) != -1) {
     switch (o) {
     case 'r': dir = optarg; break;
+    case 'S': at = optarg; break;
     case 'o': out = optarg; break;
     case 'f':
       if (strcmp(optarg, "gguf") && strcmp(optarg, "safetensors"))
@@ -520,7 +594,7 @@ int cmd_export(int argc, char **argv)
   zo_err err = {0, ""};
   model *m = NULL;
   uint32_t steps = 0;
-  int rv = cli_run_model(dir, cli_default_threads(), &m, &steps, &err);
+  int rv = cli_run_model(dir, at, cli_default_threads(), &m, &steps, &err);
   if (rv == 0) {
     model_err me = {0, ""};
     tok_spec spec;

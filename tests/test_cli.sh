@@ -212,6 +212,36 @@ check "hash of a model run equals the live run's" test "$("$Z" hash --run "$T/t_
 check "train with 2 threads: same hash" test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/tb.json" | tail -1)" = "$ha"
 "$Z" train $TR --run "$T/t_a" --lr 1e-3 >/dev/null 2>"$T/err"
 check "train with another lr on the run exits 1 naming it" sh -c "test $? -eq 1 && grep -q optimizer.lr '$T/err'"
+# --keep-best, and eval/export at a step of the log
+"$Z" train $TR --run "$T/t_best" --keep-best --eval-every 25 --threads 1 --json >"$T/tbest.json" 2>"$T/err"
+check "train --keep-best exits 0" test $? -eq 0
+bstep=$(sed -n 's/.*"step": *\([0-9]*\).*/\1/p' "$T/t_best/best.json")
+bloss=$(sed -n 's/.*"eval_loss": *\([-0-9.eE+]*\).*/\1/p' "$T/t_best/best.json")
+argmin=$(sed -n 's/.*"step":\([0-9]*\),"eval_loss":\([-0-9.eE+]*\).*/\1 \2/p' "$T/t_best/metrics.jsonl" |
+  sort -g -k2,2 | head -1 | cut -d' ' -f1)
+check "best.json names the step with the lowest held-out loss (step $bstep, metrics say $argmin)" \
+  test -n "$bstep" -a "$bstep" = "$argmin"
+check "the best state is kept as a snapshot" test -f "$T/t_best/best/snapshots/step-$(printf %010u "$bstep").zsnap"
+"$Z" eval --run "$T/t_best" --step best --data "$T/dv.jsonl" --json >"$T/evb.json" 2>"$T/err"
+check "eval --step best reproduces the best held-out loss ($(json_num "$T/evb.json" loss) vs $bloss)" \
+  awk -v x="$(json_num "$T/evb.json" loss)" -v y="$bloss" 'BEGIN { exit !(x - y < 1e-6 && y - x < 1e-6) }'
+l25=$(sed -n 's/.*"step":25,"eval_loss":\([-0-9.eE+]*\).*/\1/p' "$T/t_best/metrics.jsonl")
+"$Z" eval --run "$T/t_best" --step 25 --data "$T/dv.jsonl" --json >"$T/ev25.json" 2>"$T/err"
+check "eval --step 25 replays the log to step 25 ($(json_num "$T/ev25.json" loss) vs $l25)" \
+  awk -v x="$(json_num "$T/ev25.json" loss)" -v y="$l25" 'BEGIN { exit !(x - y < 1e-6 && y - x < 1e-6) }'
+"$Z" export --run "$T/t_best" --step 25 -o "$T/s25.gguf" >/dev/null 2>"$T/err" &&
+  "$Z" eval --model "$T/s25.gguf" --data "$T/dv.jsonl" --json >"$T/ev25x.json" 2>"$T/err"
+check "export --step 25 writes that state" \
+  awk -v x="$(json_num "$T/ev25x.json" loss)" -v y="$l25" 'BEGIN { exit !(x - y < 1e-6 && y - x < 1e-6) }'
+"$Z" eval --run "$T/t_best" --step 151 --data "$T/dv.jsonl" >/dev/null 2>"$T/err"
+check "eval --step beyond the log exits 1 naming the range" sh -c "test $? -eq 1 && grep -q '0..150' '$T/err'"
+"$Z" eval --run "$T/t_a" --step best --data "$T/dv.jsonl" >/dev/null 2>"$T/err"
+check "eval --step best of a run without --keep-best exits 1 naming best.json" \
+  sh -c "test $? -eq 1 && grep -q 'best.json' '$T/err'"
+"$Z" train --model "$T/tiny.gguf" --data "$T/tr.jsonl" --steps 2 --seed 1 --run "$T/t_nb" --keep-best \
+  >/dev/null 2>"$T/err"
+check "train --keep-best without --eval-data exits 1" sh -c "test $? -eq 1 && grep -q 'keep-best' '$T/err'"
+
 NL="--model $T/tiny.gguf --data $T/tr.jsonl --steps 3 --seed 2 --tune norms --run $T/t_auto"
 "$Z" train $NL --json >"$T/tauto.json" 2>"$T/err"
 d=$(json_num "$T/tauto.json" tuned_parameters | tail -1)
