@@ -607,50 +607,6 @@ out:
 
 /* ---- PyTorch peer ------------------------------------------------------- */
 
-static int have_avx512(void)
-{
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-  return 0;
-#endif
-}
-
-/* 'path' with single quotes escaped for sh. */
-static void shell_quote(char *out, size_t len, const char *path)
-{
-  size_t o = 0;
-  if (len < 3) {
-    if (len)
-      out[0] = '\0';
-    return;
-  }
-  out[o++] = '\'';
-  for (const char *p = path; *p && o + 6 < len; p++) {
-    if (*p == '\'') {
-      memcpy(out + o, "'\\''", 4);
-      o += 4;
-    } else {
-      out[o++] = *p;
-    }
-  }
-  out[o++] = '\'';
-  out[o] = '\0';
-}
-
-/* Copies src into dst[len] (truncating), without snprintf's truncation warnings. */
-static void copy_str(char *dst, size_t len, const char *src)
-{
-  size_t n = strlen(src);
-  if (len == 0)
-    return;
-  if (n >= len)
-    n = len - 1;
-  memcpy(dst, src, n);
-  dst[n] = '\0';
-}
-
 static int find_case(int model_i, int B, int T)
 {
   for (int i = 0; i < N_CASES; i++)
@@ -786,24 +742,6 @@ struct rss_info {
   double fwd_s, loss_tok;
   long maxrss_kb; /* the parent's wait: ru_maxrss */
 };
-
-/* VmRSS or VmHWM of this process in kB, -1 if unknown. */
-static long status_kb(const char *key)
-{
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long v = -1;
-  size_t kl = strlen(key);
-  if (!f)
-    return -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-      v = atol(line + kl + 1);
-      break;
-    }
-  fclose(f);
-  return v;
-}
 
 static void rss_child(int fd)
 {
@@ -1129,12 +1067,6 @@ static void default_peer(char *buf, size_t len)
     snprintf(buf, len, "%.*speers/torch_forward.py", (int)(slash - file + 1), file);
   else
     snprintf(buf, len, "peers/torch_forward.py");
-}
-
-static double cpu_seconds(const struct rusage *ru)
-{
-  return (double)ru->ru_utime.tv_sec + 1e-6 * (double)ru->ru_utime.tv_usec +
-         (double)ru->ru_stime.tv_sec + 1e-6 * (double)ru->ru_stime.tv_usec;
 }
 
 static struct peer_state ps;
