@@ -82,7 +82,8 @@ for s in ${MAIN_SEEDS:-}; do echo "$s"; done | xargs -P "$JOBS" -I{} sh -c '
 ' sh {} "$Z" "$OUT"
 for s in ${MAIN_SEEDS:-}; do
   f="$OUT/main-s$s/summary.json"
-  [ -f "$f" ] && printf 'main job seed %s: held-out %s -> %s\n' "$s" \
+  [ -f "$f" ] || continue
+  printf 'main job seed %s: held-out %s -> %s\n' "$s" \
     "$(sed -n 's/.*"eval_loss_before": *\([0-9.]*\).*/\1/p' "$f")" \
     "$(sed -n 's/.*"eval_loss_after": *\([0-9.]*\).*/\1/p' "$f")"
 done
@@ -114,7 +115,7 @@ plot() {
     [ -f "$OUT/$n-s1/metrics.jsonl" ] && args="$args --run $OUT/$n-s1"
   done
   # shellcheck disable=SC2086
-  [ -n "$args" ] && "$Z" plot $args --title "$title" -o "$PLOTS/$file.svg"
+  if [ -n "$args" ]; then "$Z" plot $args --title "$title" -o "$PLOTS/$file.svg"; fi
 }
 plot "directions (held-out loss, seed 1)" directions base dist-rademacher
 plot "codecs (held-out loss, seed 1)" codecs base codec-linear codec-none
