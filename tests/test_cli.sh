@@ -277,14 +277,16 @@ while [ $i -lt 400 ] && [ "$(ls "$T/t_snap/snapshots" 2>/dev/null | wc -l)" -lt 
 done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
-newest=$(ls "$T/t_snap/snapshots" | tail -1)
+newest=$(ls "$T/t_snap/snapshots" | grep -v 'tmp$' | tail -1)
+: >"$T/t_snap/snapshots/step-0000000099.zsnap.tmp" # as a kill during a snapshot write leaves
 "$Z" train $TR --steps 1500 --snapshot-every 100 --run "$T/t_snap" --threads 1 --json \
   >"$T/ts.json" 2>"$T/ts.err"
 check "resume starts from the newest snapshot ($newest)" grep -q "starting from the snapshot" "$T/ts.err"
 check "resumed from a snapshot: same hash as the uninterrupted run" \
   test "$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' "$T/ts.json" | tail -1)" = "$hf"
-check "snapshots kept: 2" test "$(ls "$T/t_snap/snapshots" | wc -l)" -eq 2
-newest=$(ls "$T/t_snap/snapshots" | tail -1)
+check "snapshots kept: 2, and no stale .tmp file" test "$(ls "$T/t_snap/snapshots" | wc -l)" -eq 2
+newest=$(ls "$T/t_snap/snapshots" | grep -v 'tmp$' | tail -1)
+: >"$T/t_snap/snapshots/step-0000000099.zsnap.tmp" # as a kill during a snapshot write leaves
 printf 'X' | dd of="$T/t_snap/snapshots/$newest" bs=1 seek=200 conv=notrunc 2>/dev/null
 "$Z" train $TR --steps 1500 --snapshot-every 100 --run "$T/t_snap" --threads 1 >/dev/null 2>"$T/ts.err"
 check "a damaged snapshot is ignored with its reason" grep -q "SHA-256 mismatch" "$T/ts.err"

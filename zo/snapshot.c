@@ -91,6 +91,18 @@ int zo_snapshot_write(const char *dir, const uint8_t config_hash[32], const zo_s
     unlink(tmp);
     return zo_fail(err, ZO_EIO, "%s: cannot write snapshot", path);
   }
+  /* A write cut short by a crash leaves step-N.zsnap.tmp behind: drop them. */
+  DIR *d = opendir(sdir);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t l = strlen(e->d_name);
+    if (strncmp(e->d_name, "step-", 5) == 0 && l > 10 &&
+        strcmp(e->d_name + l - 10, ".zsnap.tmp") == 0) {
+      snprintf(path, sizeof path, "%s/%s", sdir, e->d_name);
+      unlink(path);
+    }
+  }
+  if (d)
+    closedir(d);
   if (keep > 0) {
     size_t n;
     uint32_t *steps = list_steps(sdir, &n);

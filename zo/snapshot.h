@@ -18,8 +18,9 @@
 #include "zo/err.h"
 #include "zo/spsa.h"
 
-/* Writes the state st (after st->step steps) into dir/snapshots/. keep > 0:
- * afterwards delete all but the newest keep snapshots. */
+/* Writes the state st (after st->step steps) into dir/snapshots/, removes
+ * the .tmp files of writes a crash cut short, and with keep > 0 deletes all
+ * but the newest keep snapshots. */
 int zo_snapshot_write(const char *dir, const uint8_t config_hash[32], const zo_state *st, int keep,
                       zo_err *err);
 /* Loads into st the newest valid snapshot of dir with step <= max_step
