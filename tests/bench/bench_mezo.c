@@ -39,8 +39,10 @@
  *     theta = m->params), and a check that both give the same theta.
  *
  * Usage: bench_mezo [--reps N] [--quick] [--no-peer] [--no-rss] [--peer PATH]
- *                   [--peer-env 'VAR=value ...']
+ *                   [--dist gaussian|rademacher] [--peer-env 'VAR=value ...']
  *   --quick   only the Llama cases, no RSS children (for development);
+ *   --dist    zotune's directions (default Gaussian, MeZO's); the peer keeps
+ *             MeZO's torch.normal either way;
  *   --peer    the peer script (default: ZOTUNE_TORCH_MEZO_PEER, else
  *             peers/torch_mezo.py next to this source file).
  *
@@ -260,11 +262,14 @@ static int new_data(const model *m, int B, int T, struct data *dt)
   return 0;
 }
 
+/* --dist: zotune's directions (the peer always draws torch.normal, as MeZO). */
+static int bench_dist = RNG_GAUSSIAN;
+
 static void make_zo_config(zo_config *c)
 {
   zo_config_defaults(c);
   c->seed = SEED;
-  c->dist = RNG_GAUSSIAN;
+  c->dist = bench_dist;
   c->codec = ZO_CODEC_LOG;
   c->lr = LR;
   c->eps = EPS;
@@ -997,7 +1002,7 @@ static void usage(void)
 {
   fprintf(stderr,
           "usage: bench_mezo [--reps N (1..%d, default %d)] [--quick] [--no-peer] [--no-rss] "
-          "[--peer PATH] [--peer-env 'VAR=value ...']\n",
+          "[--dist gaussian|rademacher] [--peer PATH] [--peer-env 'VAR=value ...']\n",
           BENCH_MAX_REPS, DEFAULT_REPS);
 }
 
@@ -1057,6 +1062,9 @@ int main(int argc, char **argv)
       no_peer = 1;
     } else if (strcmp(argv[i], "--no-rss") == 0) {
       no_rss = 1;
+    } else if (strcmp(argv[i], "--dist") == 0 && i + 1 < argc &&
+               (strcmp(argv[i + 1], "gaussian") == 0 || strcmp(argv[i + 1], "rademacher") == 0)) {
+      bench_dist = strcmp(argv[++i], "rademacher") == 0 ? RNG_RADEMACHER : RNG_GAUSSIAN;
     } else if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc) {
       snprintf(peer, sizeof peer, "%s", argv[++i]);
     } else if (strcmp(argv[i], "--peer-env") == 0 && i + 1 < argc) {
@@ -1102,9 +1110,10 @@ int main(int argc, char **argv)
   printf("Step = zo_spsa_probe (slot 0, 1 direction: L(theta + eps z) and L(theta - eps z), "
          "each a forward + mean cross-entropy over all B*(T-1) next-token positions, theta + "
          "eps z built per weight slice) + zo_spsa_apply (log codec, fused regenerate-and-update "
-         "pass); every tensor tuned; Gaussian z, lr %g, eps %g. 256 tokens = 1x256, 2048 tokens "
-         "= 8x256 (B sequences of T random tokens), for zotune and the peer alike.\n",
-         LR, EPS);
+         "pass); every tensor tuned; %s z (the peer: torch.normal), lr %g, eps %g. 256 tokens = "
+         "1x256, 2048 tokens = 8x256 (B sequences of T random tokens), for zotune and the peer "
+         "alike.\n",
+         bench_dist == RNG_RADEMACHER ? "Rademacher" : "Gaussian", LR, EPS);
   printf("Timing: per case and thread count 1 warm-up step, then %d repetitions of [step, plain "
          "forward + loss]; medians. tok/s = B*T / step. fwd GF/s = forward GFLOP (projections, "
          "LM head over the loss rows, causal attention) / plain forward.\n",
