@@ -221,6 +221,24 @@ void cli_objective_close(cli_objective *o)
   memset(o, 0, sizeof *o);
 }
 
+int cli_best_read(const char *dir, uint32_t *step, double *loss)
+{
+  char path[4200];
+  snprintf(path, sizeof path, "%s/best.json", dir);
+  json_t *b = json_load_file(path, 0, NULL);
+  if (!b)
+    return 0;
+  json_t *js = json_object_get(b, "step"), *jl = json_object_get(b, "eval_loss");
+  int ok = json_is_integer(js) && json_integer_value(js) >= 0 &&
+           json_integer_value(js) <= (json_int_t)UINT32_MAX && json_is_number(jl);
+  if (ok) {
+    *step = (uint32_t)json_integer_value(js);
+    *loss = json_number_value(jl);
+  }
+  json_decref(b);
+  return ok ? 1 : -1;
+}
+
 /* The step that at names in the run at dir with n steps logged. */
 static int run_step(const char *dir, const char *at, uint32_t n, uint32_t *out, zo_err *err)
 {
@@ -228,21 +246,15 @@ static int run_step(const char *dir, const char *at, uint32_t n, uint32_t *out, 
   if (!at)
     return 0;
   if (strcmp(at, "best") == 0) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/best.json", dir);
-    json_error_t je;
-    json_t *b = json_load_file(path, 0, &je);
-    json_t *js = json_object_get(b, "step");
-    int ok = json_is_integer(js) && json_integer_value(js) >= 0 &&
-             json_integer_value(js) <= (json_int_t)n;
-    if (ok)
-      *out = (uint32_t)json_integer_value(js);
-    json_decref(b);
-    if (!b)
-      return zo_fail(err, ZO_ENOENT, "%s: no best step recorded (train with --eval-data and "
-                                     "--keep-best)", path);
-    return ok ? 0 : zo_fail(err, ZO_ECORRUPT, "%s: \"step\" must be a step of the log (0..%u)",
-                            path, n);
+    double loss;
+    int found = cli_best_read(dir, out, &loss);
+    if (found == 0)
+      return zo_fail(err, ZO_ENOENT, "%s/best.json: no best step recorded (train with "
+                                     "--eval-data and --keep-best)", dir);
+    if (found < 0 || *out > n)
+      return zo_fail(err, ZO_ECORRUPT, "%s/best.json: \"step\" must be a step of the log "
+                                       "(0..%u) and \"eval_loss\" a number", dir, n);
+    return 0;
   }
   char *end;
   unsigned long long v = strtoull(at, &end, 10);

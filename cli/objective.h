@@ -47,6 +47,9 @@ void cli_objective_close(cli_objective *o);
 /* A state starting from o's base: in place on the model's own parameters
  * when base_is_params (one copy of the weights in memory), else a copy. */
 int cli_state_init(cli_objective *o, const zo_config *c, zo_state *st, zo_err *err);
+/* Reads DIR/best.json (written by train --keep-best): 1 with *step and
+ * *loss set, 0 when there is no such file, -1 when it is malformed. */
+int cli_best_read(const char *dir, uint32_t *step, double *loss);
 /* The fine-tuned model of a training run: base model + replayed log, tuned
  * tensors written back (LoRA merged). at: NULL for the last step, a step
  * number, or "best" (the step of DIR/best.json, written by train

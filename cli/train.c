@@ -300,22 +300,6 @@ static int save_best(const zo_run *run, const char *dir, const zo_state *st, dou
   return rv;
 }
 
-/* The best held-out loss recorded in DIR/best.json at or before step, or
- * INFINITY. */
-static double load_best(const zo_run *run, uint32_t step)
-{
-  char path[4200];
-  double v = INFINITY;
-  if (zo_run_path(run, "best.json", path, sizeof path) != 0)
-    return v;
-  json_t *b = json_load_file(path, 0, NULL);
-  json_t *js = json_object_get(b, "step"), *jl = json_object_get(b, "eval_loss");
-  if (json_is_integer(js) && json_integer_value(js) <= (json_int_t)step && json_is_number(jl))
-    v = json_number_value(jl);
-  json_decref(b);
-  return v;
-}
-
 int cmd_train(int argc, char **argv)
 {
   const char *c = "train";
@@ -407,13 +391,15 @@ int cmd_train(int argc, char **argv)
       fprintf(metrics, "{\"step\":0,\"eval_loss\":%.9g,\"eval_accuracy\":%.6g}\n", before.loss,
               before.accuracy);
   }
-  double best = INFINITY;
+  double best = INFINITY; /* --keep-best: the lowest held-out loss so far, after best_step */
+  uint32_t best_step = 0;
   if (a.keep_best) {
-    best = load_best(run, st.step);
-    if (!isfinite(best) && (rv = save_best(run, a.run, &st, before.loss, &err)) == 0)
+    if (cli_best_read(a.run, &best_step, &best) != 1 || best_step > st.step) {
       best = before.loss; /* a new run: the base is the best so far */
-    if (rv != 0)
-      goto out;
+      best_step = 0;
+      if ((rv = save_best(run, a.run, &st, before.loss, &err)) != 0)
+        goto out;
+    }
   }
   uint32_t report_every = cfg->steps / 20 > 1 ? cfg->steps / 20 : 1;
   while (st.step < cfg->steps) {
@@ -461,6 +447,7 @@ int cmd_train(int argc, char **argv)
         if ((rv = save_best(run, a.run, &st, ev.loss, &err)) != 0)
           goto out;
         best = ev.loss;
+        best_step = st.step;
       }
     }
     if ((r.tty && cli_now() - r.last > 0.25) || (!r.tty && st.step % report_every == 0) ||
@@ -491,14 +478,8 @@ int cmd_train(int argc, char **argv)
     }
   }
   if (a.keep_best) {
-    json_t *bj = NULL;
-    char bpath[4200];
-    if (zo_run_path(run, "best.json", bpath, sizeof bpath) == 0 &&
-        (bj = json_load_file(bpath, 0, NULL)) != NULL) {
-      json_object_set(res, "best_step", json_object_get(bj, "step"));
-      json_object_set(res, "best_eval_loss", json_object_get(bj, "eval_loss"));
-    }
-    json_decref(bj);
+    json_object_set_new(res, "best_step", json_integer(best_step));
+    json_object_set_new(res, "best_eval_loss", json_real(best));
   }
   rv = cli_write_json(run, "summary.json", res, &err);
   if (rv == 0 && a.json) {
