@@ -395,10 +395,13 @@ int cmd_train(int argc, char **argv)
   uint32_t best_step = 0;
   if (a.keep_best) {
     if (cli_best_read(a.run, &best_step, &best) != 1 || best_step > st.step) {
-      best = before.loss; /* a new run: the base is the best so far */
+      best = INFINITY; /* nothing recorded: the next evaluation is the best so far */
       best_step = 0;
-      if ((rv = save_best(run, a.run, &st, before.loss, &err)) != 0)
-        goto out;
+      if (st.step == 0) { /* a new run: the base is */
+        best = before.loss;
+        if ((rv = save_best(run, a.run, &st, before.loss, &err)) != 0)
+          goto out;
+      }
     }
   }
   uint32_t report_every = cfg->steps / 20 > 1 ? cfg->steps / 20 : 1;
@@ -477,7 +480,7 @@ int cmd_train(int argc, char **argv)
       json_object_set_new(res, "eval_accuracy_after", json_real(after.accuracy));
     }
   }
-  if (a.keep_best) {
+  if (a.keep_best && isfinite(best)) {
     json_object_set_new(res, "best_step", json_integer(best_step));
     json_object_set_new(res, "best_eval_loss", json_real(best));
   }

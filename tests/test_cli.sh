@@ -238,6 +238,9 @@ check "eval --step beyond the log exits 1 naming the range" sh -c "test $? -eq 1
 "$Z" eval --run "$T/t_a" --step best --data "$T/dv.jsonl" >/dev/null 2>"$T/err"
 check "eval --step best of a run without --keep-best exits 1 naming best.json" \
   sh -c "test $? -eq 1 && grep -q 'best.json' '$T/err'"
+"$Z" train $TR --run "$T/t_a" --keep-best --json >"$T/tak.json" 2>"$T/err"
+check "--keep-best on a finished run without evaluations records no best (nothing to compare)" \
+  sh -c "test $? -eq 0 && test ! -e '$T/t_a/best.json' && ! grep -q best_step '$T/tak.json'"
 "$Z" train --model "$T/tiny.gguf" --data "$T/tr.jsonl" --steps 2 --seed 1 --run "$T/t_nb" --keep-best \
   >/dev/null 2>"$T/err"
 check "train --keep-best without --eval-data exits 1" sh -c "test $? -eq 1 && grep -q 'keep-best' '$T/err'"
