@@ -70,44 +70,47 @@ float rng_at(enum rng_dist dist, const rng_stream *s, uint64_t i)
   }
 }
 
-static inline void put(float *dst, const float *src, size_t j, float a, float z)
+static inline void put(float *dst, float *minus, const float *src, size_t j, float a, float z)
 {
-  dst[j] = src ? src[j] + a * z : a * z;
+  float v = a * z;
+  dst[j] = src ? src[j] + v : v;
+  if (minus)
+    minus[j] = src[j] - v;
 }
 
 void rng_gauss_chunks_scalar(const rng_stream *s, uint64_t chunk0,
                              size_t nchunks, float a, const float *src,
-                             float *dst)
+                             float *dst, float *minus)
 {
   for (size_t c = 0; c < nchunks; c++) {
     const float *sc = src ? src + c * RNG_GCHUNK : NULL;
-    float *dc = dst + c * RNG_GCHUNK;
+    float *dc = dst + c * RNG_GCHUNK, *mc = minus ? minus + c * RNG_GCHUNK : NULL;
     for (unsigned l = 0; l < 16; l++) {
       uint32_t w[4];
       float z0, z1, z2, z3;
       block_words(s, (chunk0 + c) * 16 + l, w);
       rng_box_muller(w[0], w[1], &z0, &z1);
       rng_box_muller(w[2], w[3], &z2, &z3);
-      put(dc, sc, l, a, z0);
-      put(dc, sc, 16 + l, a, z1);
-      put(dc, sc, 32 + l, a, z2);
-      put(dc, sc, 48 + l, a, z3);
+      put(dc, mc, sc, l, a, z0);
+      put(dc, mc, sc, 16 + l, a, z1);
+      put(dc, mc, sc, 32 + l, a, z2);
+      put(dc, mc, sc, 48 + l, a, z3);
     }
   }
 }
 
 void rng_rade_chunks_scalar(const rng_stream *s, uint64_t chunk0,
                             size_t nchunks, float a, const float *src,
-                            float *dst)
+                            float *dst, float *minus)
 {
   for (size_t c = 0; c < nchunks; c++) {
     const float *sc = src ? src + c * RNG_RCHUNK : NULL;
-    float *dc = dst + c * RNG_RCHUNK;
+    float *dc = dst + c * RNG_RCHUNK, *mc = minus ? minus + c * RNG_RCHUNK : NULL;
     for (unsigned l = 0; l < 16; l++) {
       uint32_t w[4];
       block_words(s, (chunk0 + c) * 16 + l, w);
       for (unsigned j = 0; j < 128; j++)
-        put(dc, sc, 16 * j + l, a, (w[j / 32] >> (j % 32)) & 1u ? -1.0f : 1.0f);
+        put(dc, mc, sc, 16 * j + l, a, (w[j / 32] >> (j % 32)) & 1u ? -1.0f : 1.0f);
     }
   }
 }
@@ -195,17 +198,18 @@ static rng_kernel pick(enum rng_dist dist)
  * path; all paths give the same bits), use a slice. */
 static void partial(enum rng_dist dist, const rng_stream *s, uint64_t chunk,
                     size_t off, size_t len, float a, const float *src,
-                    float *dst)
+                    float *dst, float *minus)
 {
   float z[RNG_RCHUNK];
-  pick(dist)(s, chunk, 1, 1.0f, NULL, z);
+  pick(dist)(s, chunk, 1, 1.0f, NULL, z, NULL);
   /* 1.0f * z == z exactly, so this equals the whole-chunk kernels. */
   for (size_t k = 0; k < len; k++)
-    put(dst, src, k, a, z[off + k]);
+    put(dst, minus, src, k, a, z[off + k]);
 }
 
-void rng_axpy(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
-              float a, const float *src, float *dst)
+/* rng_axpy, and rng_axpy_pm when minus is given. */
+static void axpy2(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
+                  float a, const float *src, float *dst, float *minus)
 {
   const uint64_t csize = dist == RNG_GAUSSIAN ? RNG_GCHUNK : RNG_RCHUNK;
   uint64_t i = first, end = first + n;
@@ -213,16 +217,31 @@ void rng_axpy(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
     uint64_t chunk = i / csize, off = i % csize;
     size_t done = (size_t)(i - first);
     const float *sp = src ? src + done : NULL;
+    float *mp = minus ? minus + done : NULL;
     if (off == 0 && end - i >= csize) {
       size_t nch = (size_t)((end - i) / csize);
-      pick(dist)(s, chunk, nch, a, sp, dst + done);
+      pick(dist)(s, chunk, nch, a, sp, dst + done, mp);
       i += nch * csize;
     } else {
       size_t len = (size_t)(csize - off < end - i ? csize - off : end - i);
-      partial(dist, s, chunk, (size_t)off, len, a, sp, dst + done);
+      partial(dist, s, chunk, (size_t)off, len, a, sp, dst + done, mp);
       i += len;
     }
   }
+}
+
+void rng_axpy(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
+              float a, const float *src, float *dst)
+{
+  axpy2(dist, s, first, n, a, src, dst, NULL);
+}
+
+void rng_axpy_pm(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
+                 float a, const float *src, float *plus, float *minus)
+{
+  /* The kernels form v = a * z once and store src + v and src - v; src - v
+   * equals rng_axpy's src + (-a) * z bit for bit (IEEE negation is exact). */
+  axpy2(dist, s, first, n, a, src, plus, minus);
 }
 
 void rng_axpy_mt(enum rng_dist dist, const rng_stream *s, uint64_t first,

@@ -67,6 +67,12 @@ void rng_fill(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
 void rng_axpy(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
               float a, const float *src, float *dst);
 
+/* Both signs from one generation: plus[k] = src[k] + a * z[first + k] and
+ * minus[k] = src[k] - a * z[first + k], the same bits as rng_axpy with a
+ * and with -a. src must not be NULL; plus and minus must not overlap src or
+ * each other. */
+void rng_axpy_pm(enum rng_dist dist, const rng_stream *s, uint64_t first, size_t n,
+                 float a, const float *src, float *plus, float *minus);
 /* The same, split across `threads` OpenMP threads at block boundaries; the
  * result does not depend on the thread count. */
 void rng_axpy_mt(enum rng_dist dist, const rng_stream *s, uint64_t first,

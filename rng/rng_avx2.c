@@ -116,16 +116,22 @@ T static inline void v_box_muller(__m256i w0, __m256i w1, __m256 *zc, __m256 *zs
   *zs = _mm256_mul_ps(r, sv);
 }
 
-T static inline void out8(float *dst, const float *src, __m256 va, __m256 z)
+T static inline void out8(float *dst, float *minus, const float *src, __m256 va, __m256 z)
 {
   __m256 v = _mm256_mul_ps(va, z);
+  if (minus) {
+    __m256 x = _mm256_loadu_ps(src);
+    _mm256_storeu_ps(dst, _mm256_add_ps(x, v));
+    _mm256_storeu_ps(minus, _mm256_sub_ps(x, v));
+    return;
+  }
   if (src)
     v = _mm256_add_ps(_mm256_loadu_ps(src), v);
   _mm256_storeu_ps(dst, v);
 }
 
 T void rng_gauss_chunks_avx2(const rng_stream *s, uint64_t chunk0, size_t nchunks,
-                             float a, const float *src, float *dst)
+                             float a, const float *src, float *dst, float *minus)
 {
   const __m256 va = F(a);
   for (size_t c = 0; c < nchunks; c++) {
@@ -137,14 +143,14 @@ T void rng_gauss_chunks_avx2(const rng_stream *s, uint64_t chunk0, size_t nchunk
       v_box_muller(w[2], w[3], &z[2], &z[3]);
       for (unsigned g = 0; g < 4; g++) {
         size_t off = c * RNG_GCHUNK + 16 * g + 8 * h;
-        out8(dst + off, src ? src + off : NULL, va, z[g]);
+        out8(dst + off, minus ? minus + off : NULL, src ? src + off : NULL, va, z[g]);
       }
     }
   }
 }
 
 T void rng_rade_chunks_avx2(const rng_stream *s, uint64_t chunk0, size_t nchunks,
-                            float a, const float *src, float *dst)
+                            float a, const float *src, float *dst, float *minus)
 {
   const __m256 pa = F(a), na = F(-a);
   for (size_t c = 0; c < nchunks; c++) {
@@ -154,8 +160,13 @@ T void rng_rade_chunks_avx2(const rng_stream *s, uint64_t chunk0, size_t nchunks
       for (unsigned j = 0; j < 128; j++) {
         size_t off = c * RNG_RCHUNK + 16 * j + 8 * h;
         __m256 v = _mm256_blendv_ps(pa, na, test(w[j / 32], 1u << (j % 32)));
-        if (src)
+        if (minus) {
+          __m256 x = _mm256_loadu_ps(src + off);
+          _mm256_storeu_ps(minus + off, _mm256_sub_ps(x, v));
+          v = _mm256_add_ps(x, v);
+        } else if (src) {
           v = _mm256_add_ps(_mm256_loadu_ps(src + off), v);
+        }
         _mm256_storeu_ps(dst + off, v);
       }
     }

@@ -8,44 +8,61 @@
 
 #define T __attribute__((target("avx512f")))
 
-T static inline void mulhilo(__m512i a, __m512i m, __m512i *hi, __m512i *lo)
+/* Philox4x32-10 on the 16 counters 16*chunk + lane. Each word is kept in
+ * the low half of a 64-bit lane, counters 16*chunk + 0..7 in one register
+ * and + 8..15 in another: _mm512_mul_epu32 then yields hi:lo of a round's
+ * product in one instruction, and the high halves (never read by the
+ * multiply, never stored) may hold anything. Eight words are merged into
+ * one register of 16 at the end. */
+T static inline void round8(__m512i c[4], __m512i k0, __m512i k1, __m512i m0, __m512i m1)
 {
-  __m512i pe = _mm512_mul_epu32(a, m);
-  __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
-  *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
-  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+  __m512i p0 = _mm512_mul_epu32(c[0], m0);
+  __m512i p1 = _mm512_mul_epu32(c[2], m1);
+  c[0] = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p1, 32), c[1], k0, 0x96);
+  c[1] = p1;
+  c[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p0, 32), c[3], k1, 0x96);
+  c[3] = p0;
 }
 
-/* Philox4x32-10 on the 16 counters 16*chunk + lane. */
-T static void philox16(const rng_stream *s, uint64_t chunk, __m512i w[4])
+/* The round keys of a stream, broadcast once per kernel call. */
+typedef struct keys16 {
+  __m512i k[10][2];
+} keys16;
+
+T static void keys_init(const rng_stream *s, keys16 *ks)
 {
-  uint64_t b = chunk * 16;
-  const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0);
-  const __m512i m1 = _mm512_set1_epi32((int)PHILOX_M1);
-  __m512i c0 = _mm512_add_epi32(
-      _mm512_set1_epi32((int)(uint32_t)b),
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(b >> 32));
-  __m512i c2 = _mm512_set1_epi32((int)s->step);
-  __m512i c3 = _mm512_set1_epi32((int)s->stream);
   uint32_t k0 = (uint32_t)s->seed, k1 = (uint32_t)(s->seed >> 32);
   for (int r = 0; r < 10; r++) {
-    __m512i hi0, lo0, hi1, lo1;
     if (r > 0) {
       k0 += PHILOX_W0;
       k1 += PHILOX_W1;
     }
-    mulhilo(c0, m0, &hi0, &lo0);
-    mulhilo(c2, m1, &hi1, &lo1);
-    c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32((int)k0), 0x96);
-    c1 = lo1;
-    c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32((int)k1), 0x96);
-    c3 = lo0;
+    ks->k[r][0] = _mm512_set1_epi32((int)k0);
+    ks->k[r][1] = _mm512_set1_epi32((int)k1);
   }
-  w[0] = c0;
-  w[1] = c1;
-  w[2] = c2;
-  w[3] = c3;
+}
+
+T static inline void philox16(const rng_stream *s, const keys16 *ks, uint64_t chunk,
+                              __m512i w[4])
+{
+  uint64_t b = chunk * 16;
+  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i lo[4], hi[4];
+  /* Word 0 is the low 32 bits of b + lane; b is a multiple of 16, so adding
+   * 0..15 never carries into word 1. */
+  lo[0] = _mm512_add_epi64(_mm512_set1_epi64((long long)(uint32_t)b), lane);
+  hi[0] = _mm512_add_epi64(lo[0], _mm512_set1_epi64(8));
+  lo[1] = hi[1] = _mm512_set1_epi64((long long)(uint32_t)(b >> 32));
+  lo[2] = hi[2] = _mm512_set1_epi64((long long)s->step);
+  lo[3] = hi[3] = _mm512_set1_epi64((long long)s->stream);
+  const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
+  for (int r = 0; r < 10; r++) {
+    round8(lo, ks->k[r][0], ks->k[r][1], m0, m1);
+    round8(hi, ks->k[r][0], ks->k[r][1], m0, m1);
+  }
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (int i = 0; i < 4; i++)
+    w[i] = _mm512_permutex2var_epi32(lo[i], even, hi[i]);
 }
 
 #define F(x) _mm512_set1_ps(x)
@@ -122,9 +139,15 @@ T static inline void v_box_muller(__m512i w0, __m512i w1, __m512 *zc, __m512 *zs
   *zs = _mm512_mul_ps(r, sv);
 }
 
-T static inline void out16(float *dst, const float *src, __m512 va, __m512 z)
+T static inline void out16(float *dst, float *minus, const float *src, __m512 va, __m512 z)
 {
   __m512 v = _mm512_mul_ps(va, z);
+  if (minus) {
+    __m512 x = _mm512_loadu_ps(src);
+    _mm512_storeu_ps(dst, _mm512_add_ps(x, v));
+    _mm512_storeu_ps(minus, _mm512_sub_ps(x, v));
+    return;
+  }
   if (src)
     v = _mm512_add_ps(_mm512_loadu_ps(src), v);
   _mm512_storeu_ps(dst, v);
@@ -132,41 +155,50 @@ T static inline void out16(float *dst, const float *src, __m512 va, __m512 z)
 
 T void rng_gauss_chunks_avx512(const rng_stream *s, uint64_t chunk0,
                                size_t nchunks, float a, const float *src,
-                               float *dst)
+                               float *dst, float *minus)
 {
   const __m512 va = F(a);
+  keys16 ks;
+  keys_init(s, &ks);
   for (size_t c = 0; c < nchunks; c++) {
     __m512i w[4];
     __m512 z0, z1, z2, z3;
     const float *sc = src ? src + c * RNG_GCHUNK : NULL;
-    float *dc = dst + c * RNG_GCHUNK;
-    philox16(s, chunk0 + c, w);
+    float *dc = dst + c * RNG_GCHUNK, *mc = minus ? minus + c * RNG_GCHUNK : NULL;
+    philox16(s, &ks, chunk0 + c, w);
     v_box_muller(w[0], w[1], &z0, &z1);
     v_box_muller(w[2], w[3], &z2, &z3);
-    out16(dc, sc, va, z0);
-    out16(dc + 16, sc ? sc + 16 : NULL, va, z1);
-    out16(dc + 32, sc ? sc + 32 : NULL, va, z2);
-    out16(dc + 48, sc ? sc + 48 : NULL, va, z3);
+    out16(dc, mc, sc, va, z0);
+    out16(dc + 16, mc ? mc + 16 : NULL, sc ? sc + 16 : NULL, va, z1);
+    out16(dc + 32, mc ? mc + 32 : NULL, sc ? sc + 32 : NULL, va, z2);
+    out16(dc + 48, mc ? mc + 48 : NULL, sc ? sc + 48 : NULL, va, z3);
   }
 }
 
 T void rng_rade_chunks_avx512(const rng_stream *s, uint64_t chunk0,
                               size_t nchunks, float a, const float *src,
-                              float *dst)
+                              float *dst, float *minus)
 {
   /* a * (+1) = a and a * (-1) = -a exactly, so select instead of multiply. */
   const __m512 pa = F(a), na = F(-a);
+  keys16 ks;
+  keys_init(s, &ks);
   for (size_t c = 0; c < nchunks; c++) {
     __m512i w[4];
     const float *sc = src ? src + c * RNG_RCHUNK : NULL;
     float *dc = dst + c * RNG_RCHUNK;
-    philox16(s, chunk0 + c, w);
+    philox16(s, &ks, chunk0 + c, w);
     for (unsigned j = 0; j < 128; j++) {
       __mmask16 neg =
           _mm512_test_epi32_mask(w[j / 32], _mm512_set1_epi32((int)(1u << (j % 32))));
       __m512 v = _mm512_mask_blend_ps(neg, pa, na);
-      if (sc)
+      if (minus) {
+        __m512 x = _mm512_loadu_ps(sc + 16 * j);
+        _mm512_storeu_ps(minus + c * RNG_RCHUNK + 16 * j, _mm512_sub_ps(x, v));
+        v = _mm512_add_ps(x, v);
+      } else if (sc) {
         v = _mm512_add_ps(_mm512_loadu_ps(sc + 16 * j), v);
+      }
       _mm512_storeu_ps(dc + 16 * j, v);
     }
   }

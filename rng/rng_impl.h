@@ -150,28 +150,29 @@ static inline float rng_uniform_from_word(uint32_t w)
 }
 
 /* A kernel fills whole chunks [chunk0, chunk0 + nchunks): for each element j
- * of them, dst[j] = src[j] + a * z[j] (src NULL: dst[j] = a * z[j]); dst and
- * src point at the first element of chunk0. */
+ * of them, dst[j] = src[j] + a * z[j] (src NULL: dst[j] = a * z[j]), and
+ * when minus is given (src must be too) minus[j] = src[j] - a * z[j]; dst,
+ * src and minus point at the first element of chunk0. */
 typedef void (*rng_kernel)(const rng_stream *s, uint64_t chunk0, size_t nchunks,
-                           float a, const float *src, float *dst);
+                           float a, const float *src, float *dst, float *minus);
 
 void rng_gauss_chunks_scalar(const rng_stream *s, uint64_t chunk0,
                              size_t nchunks, float a, const float *src,
-                             float *dst);
+                             float *dst, float *minus);
 void rng_rade_chunks_scalar(const rng_stream *s, uint64_t chunk0,
                             size_t nchunks, float a, const float *src,
-                            float *dst);
+                            float *dst, float *minus);
 #if defined(__x86_64__)
 void rng_gauss_chunks_avx2(const rng_stream *s, uint64_t chunk0, size_t nchunks,
-                           float a, const float *src, float *dst);
+                           float a, const float *src, float *dst, float *minus);
 void rng_rade_chunks_avx2(const rng_stream *s, uint64_t chunk0, size_t nchunks,
-                          float a, const float *src, float *dst);
+                          float a, const float *src, float *dst, float *minus);
 void rng_gauss_chunks_avx512(const rng_stream *s, uint64_t chunk0,
                              size_t nchunks, float a, const float *src,
-                             float *dst);
+                             float *dst, float *minus);
 void rng_rade_chunks_avx512(const rng_stream *s, uint64_t chunk0,
                             size_t nchunks, float a, const float *src,
-                            float *dst);
+                            float *dst, float *minus);
 #endif
 
 #endif

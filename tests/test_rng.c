@@ -148,6 +148,48 @@ static void test_paths_bit_identical(void **state)
   free(out);
 }
 
+/* rng_axpy_pm gives rng_axpy's bits for a and for -a at once, on every
+ * path, for ranges that start and end inside blocks, with eps values whose
+ * products round (so a sign slip or a fused multiply-add would show). */
+static void test_axpy_pm_matches_two_axpys(void **state)
+{
+  (void)state;
+  const size_t n = 9001;
+  float *src = malloc(n * sizeof *src), *p = malloc(n * sizeof *p), *m = malloc(n * sizeof *m),
+        *ref = malloc(n * sizeof *ref);
+  assert_non_null(src);
+  assert_non_null(p);
+  assert_non_null(m);
+  assert_non_null(ref);
+  for (size_t i = 0; i < n; i++)
+    src[i] = (float)i * 1.7e-3f - 3.0f;
+  rng_stream s = rng_make(77, 5, RNG_PERTURB, 2, 1);
+  const float eps[] = {1e-3f, -0.3125f, 0.1f};
+  for (int d = 0; d < 2; d++) {
+    enum rng_dist dist = d ? RNG_RADEMACHER : RNG_GAUSSIAN;
+    for (size_t isa = 0; isa < NISA; isa++) {
+      if (rng_set_isa(isas[isa]) != 0)
+        continue;
+      for (size_t e = 0; e < sizeof eps / sizeof eps[0]; e++) {
+        rng_axpy_pm(dist, &s, 2047, n, eps[e], src, p, m);
+        rng_axpy(dist, &s, 2047, n, eps[e], src, ref);
+        assert_memory_equal(ref, p, n * sizeof *p);
+        rng_axpy(dist, &s, 2047, n, -eps[e], src, ref);
+        assert_memory_equal(ref, m, n * sizeof *m);
+        int differ = 0;
+        for (size_t i = 0; i < n; i++)
+          differ += p[i] != m[i];
+        assert_true(differ > (int)n / 2);
+      }
+    }
+  }
+  rng_set_isa(RNG_ISA_AUTO);
+  free(src);
+  free(p);
+  free(m);
+  free(ref);
+}
+
 static void test_thread_count_invariant(void **state)
 {
   (void)state;
@@ -338,6 +380,7 @@ int main(void)
       cmocka_unit_test(test_stream_word_layout),
       cmocka_unit_test(test_random_access_matches_spec),
       cmocka_unit_test(test_paths_bit_identical),
+      cmocka_unit_test(test_axpy_pm_matches_two_axpys),
       cmocka_unit_test(test_thread_count_invariant),
       cmocka_unit_test(test_streams_differ),
       cmocka_unit_test(test_distributions),
