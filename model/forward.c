@@ -386,12 +386,6 @@ static const kernels *kernels_pick(void)
 
 static int n_threads = 1;
 
-/* Threads for a pass over n elements. */
-static int team(size_t n)
-{
-  return n >= PAR_MIN ? n_threads : 1;
-}
-
 #define VOCAB_CHUNK 2048 /* LM head: vocabulary rows per chunk */
 #define ROW_CHUNK 256    /* LM head: positions per chunk */
 #define QUERY_BLOCK 128  /* attention: query rows per block */
@@ -411,8 +405,21 @@ struct model_ws {
   float *logits; /* (ROW_CHUNK, VOCAB_CHUNK) */
   float *bias;   /* (dim + 2*kv_dim): copies of bias vectors */
   int max_threads;
+  int threads; /* set by model_ws_set_threads; 0 = model_set_threads's count */
   const kernels *k; /* the row kernels for this CPU */
 };
+
+/* Threads the passes of workspace ws use. */
+static int ws_threads(const model_ws *ws)
+{
+  return ws->threads ? ws->threads : n_threads;
+}
+
+/* Threads for a pass over n elements with workspace ws. */
+static int team(const model_ws *ws, size_t n)
+{
+  return n >= PAR_MIN ? ws_threads(ws) : 1;
+}
 
 void model_set_threads(int threads)
 {
@@ -441,6 +448,28 @@ void model_ws_free(model_ws *ws)
   free(ws->logits);
   free(ws->bias);
   free(ws);
+}
+
+int model_ws_set_threads(model_ws *ws, int threads)
+{
+  if (threads < 0)
+    return -1;
+  ws->threads = threads;
+  return 0;
+}
+
+size_t model_ws_bytes(const model *m, int B, int T)
+{
+  const model_config *c = &m->cfg;
+  size_t bt = (size_t)B * T, d = (size_t)c->n_embd, hd = d / (size_t)c->n_head;
+  size_t kvd = hd * (size_t)c->n_kv_head, ff = (size_t)c->n_ff;
+  size_t floats = bt * d * 4                                     /* x, xb, att, hidden */
+                  + bt * (d + 2 * kvd)                            /* qkv */
+                  + bt * ff * (c->arch == MODEL_LLAMA ? 2 : 1)    /* hb, hb2 */
+                  + (size_t)n_threads * QUERY_BLOCK * (size_t)T   /* scores */
+                  + 2 * (size_t)T * (hd / 2 + 1)                  /* rope tables */
+                  + (size_t)ROW_CHUNK * VOCAB_CHUNK + d + 2 * kvd; /* logits, bias */
+  return floats * sizeof(float) + sizeof(model_ws);
 }
 
 int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
@@ -487,20 +516,20 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
 
 /* y (M x N, row stride ldy) = x (M x K, row stride ldx) W^T + beta y, with
  * W (N x K) row-major: the layout of every projection. */
-static void matmul(float *y, int ldy, const float *x, int ldx, const float *w, int M, int N, int K,
-                   float beta)
+static void matmul(const model_ws *ws, float *y, int ldy, const float *x, int ldx, const float *w,
+                   int M, int N, int K, float beta)
 {
-  gemm(1, M, N, K, 1.0f, x, ldx, w, K, beta, y, ldy, 0);
+  gemm(1, M, N, K, 1.0f, x, ldx, w, K, beta, y, ldy, ws_threads(ws) == 1);
 }
 
 /* Projection through weight tensor wi of the view: y = x W^T + beta y.
  * Biases are added by the elementwise passes around it. */
-static void project(const model *m, const model_view *v, float *y, int ldy, const float *x,
-                    int ldx, int wi, int M, float beta)
+static void project(const model *m, const model_view *v, const model_ws *ws, float *y, int ldy,
+                    const float *x, int ldx, int wi, int M, float beta)
 {
   const model_tensor *t = &m->tensors[wi];
   const float *w = v->get(v->ctx, wi, 0, t->n);
-  matmul(y, ldy, x, ldx, w, M, (int)t->shape[0], (int)t->shape[1], beta);
+  matmul(ws, y, ldy, x, ldx, w, M, (int)t->shape[0], (int)t->shape[1], beta);
 }
 
 /* Bias vector bi (n floats) copied to dst, or NULL when there is none: a
@@ -517,23 +546,23 @@ static const float *bias_copy(const model_view *v, int bi, size_t n, float *dst)
  * when pre is given, x += pre: the bias of the projection whose output the
  * GEMM will add to x (beta = 1), so that neither the bias nor the residual
  * add needs a pass of its own. */
-static void norm_rows(const kernels *k, float *out, float *x, const float *w, const float *b,
+static void norm_rows(const model_ws *ws, float *out, float *x, const float *w, const float *b,
                       const float *pre, size_t rows, int d, float eps)
 {
-  int nt = team(rows * (size_t)d);
+  int nt = team(ws, rows * (size_t)d);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
   for (long long r = 0; r < (long long)rows; r++)
-    k->norm(out + (size_t)r * d, x + (size_t)r * d, w, b, pre, d, eps);
+    ws->k->norm(out + (size_t)r * d, x + (size_t)r * d, w, b, pre, d, eps);
 }
 
 /* Norm wi (+ bias bi) of x into out; pre as norm_rows. */
-static void norm(const model *m, const model_view *v, const kernels *k, float *out, float *x,
+static void norm(const model *m, const model_view *v, const model_ws *ws, float *out, float *x,
                  const float *pre, size_t rows, int wi, int bi)
 {
   const model_config *c = &m->cfg;
   const float *w = v->get(v->ctx, wi, 0, (size_t)c->n_embd);
   const float *b = c->arch == MODEL_GPT2 ? v->get(v->ctx, bi, 0, (size_t)c->n_embd) : NULL;
-  norm_rows(k, out, x, w, b, pre, rows, c->n_embd, c->norm_eps);
+  norm_rows(ws, out, x, w, b, pre, rows, c->n_embd, c->norm_eps);
 }
 
 static void rope(float *restrict x, int n_heads, int hd, const float *restrict cs,
@@ -567,7 +596,7 @@ static void qkv_rows(const model *m, model_ws *ws, const float *restrict bias, i
   const model_config *c = &m->cfg;
   const int d = c->n_embd, hd = d / c->n_head, kvd = hd * c->n_kv_head, ld = d + 2 * kvd;
   const int rotate = c->arch == MODEL_LLAMA;
-  int nt = team((size_t)rows * ld);
+  int nt = team(ws, (size_t)rows * ld);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
   for (int r = 0; r < rows; r++) {
     float *row = ws->qkv + (size_t)r * ld;
@@ -603,7 +632,7 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
     if (b->len[s] < T)
       memset(ws->att + ((size_t)s * T + b->len[s]) * d, 0,
              (size_t)(T - b->len[s]) * d * sizeof(float));
-  int nt = n_threads < ws->max_threads ? n_threads : ws->max_threads;
+  int nt = ws_threads(ws) < ws->max_threads ? ws_threads(ws) : ws->max_threads;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic)
   for (long long job = 0; job < jobs; job++) {
     int s = (int)(job / c->n_head), h = (int)(job % c->n_head), kvh = h / group, L = b->len[s];
@@ -636,14 +665,14 @@ static void attention(const model *m, const model_batch *b, model_ws *ws)
 }
 
 /* The MLP's activation over (rows, ff), row by row (see act_body). */
-static void activate(const kernels *k, float *h, const float *gate, const float *bias,
+static void activate(const model_ws *ws, float *h, const float *gate, const float *bias,
                      size_t rows, int ff)
 {
   /* an exp per element: worth threads sooner than a norm */
-  int nt = team(rows * (size_t)ff * 4);
+  int nt = team(ws, rows * (size_t)ff * 4);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
   for (long long r = 0; r < (long long)rows; r++)
-    k->act(h + (size_t)r * ff, gate ? gate + (size_t)r * ff : NULL, bias, ff);
+    ws->k->act(h + (size_t)r * ff, gate ? gate + (size_t)r * ff : NULL, bias, ff);
 }
 
 static int check_batch(const model *m, const model_batch *b, const model_ws *ws, model_err *err)
@@ -700,15 +729,15 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
     const model_layer *L = &m->layers[l];
     /* Attention sublayer. */
     const float *pre = bias_copy(v, L->bo, (size_t)d, ws->bias);
-    norm(m, v, ws->k, ws->xb, ws->x, pre, (size_t)rows, L->attn_norm_w, L->attn_norm_b);
+    norm(m, v, ws, ws->xb, ws->x, pre, (size_t)rows, L->attn_norm_w, L->attn_norm_b);
     if (L->wqkv != MODEL_NONE) {
-      project(m, v, ws->qkv, ld, ws->xb, d, L->wqkv, rows, 0.0f);
+      project(m, v, ws, ws->qkv, ld, ws->xb, d, L->wqkv, rows, 0.0f);
       qkv_rows(m, ws, L->bqkv == MODEL_NONE ? NULL : v->get(v->ctx, L->bqkv, 0, (size_t)ld), rows,
                T);
     } else {
-      project(m, v, ws->qkv, ld, ws->xb, d, L->wq, rows, 0.0f);
-      project(m, v, ws->qkv + d, ld, ws->xb, d, L->wk, rows, 0.0f);
-      project(m, v, ws->qkv + d + kvd, ld, ws->xb, d, L->wv, rows, 0.0f);
+      project(m, v, ws, ws->qkv, ld, ws->xb, d, L->wq, rows, 0.0f);
+      project(m, v, ws, ws->qkv + d, ld, ws->xb, d, L->wk, rows, 0.0f);
+      project(m, v, ws, ws->qkv + d + kvd, ld, ws->xb, d, L->wv, rows, 0.0f);
       const float *bias = NULL;
       if (L->bq != MODEL_NONE) { /* Qwen2: all three or none (model.c) */
         bias_copy(v, L->bq, (size_t)d, ws->bias);
@@ -719,23 +748,23 @@ int model_forward(const model *m, const model_view *v, const model_batch *b, mod
       qkv_rows(m, ws, bias, rows, T);
     }
     attention(m, b, ws);
-    project(m, v, ws->x, d, ws->att, d, L->wo, rows, 1.0f);
+    project(m, v, ws, ws->x, d, ws->att, d, L->wo, rows, 1.0f);
 
     /* MLP sublayer. */
     pre = bias_copy(v, L->b_down, (size_t)d, ws->bias);
-    norm(m, v, ws->k, ws->xb, ws->x, pre, (size_t)rows, L->ffn_norm_w, L->ffn_norm_b);
-    project(m, v, ws->hb, ff, ws->xb, d, L->w_up, rows, 0.0f);
+    norm(m, v, ws, ws->xb, ws->x, pre, (size_t)rows, L->ffn_norm_w, L->ffn_norm_b);
+    project(m, v, ws, ws->hb, ff, ws->xb, d, L->w_up, rows, 0.0f);
     const float *gate = NULL;
     if (L->w_gate != MODEL_NONE) {
-      project(m, v, ws->hb2, ff, ws->xb, d, L->w_gate, rows, 0.0f);
+      project(m, v, ws, ws->hb2, ff, ws->xb, d, L->w_gate, rows, 0.0f);
       gate = ws->hb2;
     }
-    activate(ws->k, ws->hb, gate,
+    activate(ws, ws->hb, gate,
              L->b_up == MODEL_NONE ? NULL : v->get(v->ctx, L->b_up, 0, (size_t)ff), (size_t)rows,
              ff);
-    project(m, v, ws->x, d, ws->hb, ff, L->w_down, rows, 1.0f);
+    project(m, v, ws, ws->x, d, ws->hb, ff, L->w_down, rows, 1.0f);
   }
-  norm(m, v, ws->k, ws->hidden, ws->x, NULL, (size_t)rows, m->out_norm_w, m->out_norm_b);
+  norm(m, v, ws, ws->hidden, ws->x, NULL, (size_t)rows, m->out_norm_w, m->out_norm_b);
   return 0;
 }
 
@@ -749,7 +778,7 @@ int model_logits_at(const model *m, const model_view *v, const model_ws *ws, int
   for (int v0 = 0; v0 < V; v0 += VOCAB_CHUNK) {
     int n = V - v0 < VOCAB_CHUNK ? V - v0 : VOCAB_CHUNK;
     const float *w = v->get(v->ctx, m->output, (size_t)v0 * d, (size_t)n * d);
-    matmul(out + v0, n, h, d, w, 1, n, d, 0.0f);
+    matmul(ws, out + v0, n, h, d, w, 1, n, d, 0.0f);
   }
   return 0;
 }
@@ -792,9 +821,9 @@ static int loss_rows(const model *m, const model_view *v, const model_batch *b, 
     const float *w = v->get(v->ctx, m->output, (size_t)v0 * d, (size_t)nc * d);
     for (int r0 = 0; r0 < n; r0 += ROW_CHUNK) {
       int nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
-      matmul(ws->logits, nc, ws->xb + (size_t)r0 * d, d, w, nr, nc, d, 0.0f);
+      matmul(ws, ws->logits, nc, ws->xb + (size_t)r0 * d, d, w, nr, nc, d, 0.0f);
       /* Each row on its own: the same bits on any number of threads. */
-      int nt = team((size_t)nr * nc * 4);
+      int nt = team(ws, (size_t)nr * nc * 4);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
       for (int r = 0; r < nr; r++) {
         const float *lg = ws->logits + (size_t)r * nc;

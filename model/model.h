@@ -112,7 +112,16 @@ typedef struct model_batch {
 typedef struct model_ws model_ws;
 int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err);
 void model_ws_free(model_ws *ws);
+/* The bytes model_ws_new(m, B, T) allocates. */
+size_t model_ws_bytes(const model *m, int B, int T);
+/* Threads for the whole process's forward passes (BLIS's and the row
+ * passes'); 1 by default. */
 void model_set_threads(int threads);
+/* Threads for the passes run with ws alone: 1 makes every GEMM and row pass
+ * of a forward run on the calling thread, so two forwards can run side by
+ * side on two threads; 0 (the default) follows model_set_threads. Results do
+ * not depend on it. Returns -1 for a negative count. */
+int model_ws_set_threads(model_ws *ws, int threads);
 /* dst (out x in) = w + scale * b (out x r) a (r x in): a LoRA-adapted
  * weight, row-major; dst may equal w. */
 void model_lora_merge(float *dst, const float *w, const float *b, const float *a, int out, int in,
