@@ -4,6 +4,8 @@
 #include <fnmatch.h>
 #include <jansson.h>
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,10 @@
 
 #include "model/tokenizer.h"
 #include "rng/rng.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ---- data ----------------------------------------------------------------- */
 
@@ -384,6 +390,51 @@ void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, flo
 
 /* ---- views ------------------------------------------------------------------ */
 
+/* Paired probes: L(theta + eps z) and L(theta - eps z) as two forwards side
+ * by side on two threads (one view, workspace and side each), which build
+ * each large weight slice together: each thread generates z for half of it
+ * once and writes both theta + eps z (side 0's buffer) and theta - eps z
+ * (side 1's), so z is generated once per probe instead of twice. Both sides
+ * ask for the same slices in the same order (same model, same batch), so a
+ * two-thread barrier at each such get keeps them in step. */
+typedef struct lm_pair {
+  atomic_uint arrived, gen;
+  atomic_int stop; /* a side failed and left: the other stops waiting */
+  float *dst[2];   /* this get's buffer of each side */
+  float eps;       /* side 0's eps */
+} lm_pair;
+
+/* Slices below this many elements are built by each side alone: a barrier
+ * costs more than generating them twice. */
+#define PAIR_MIN 16384u
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Waits until both sides have arrived. -1 when the other side stopped. */
+static int pair_wait(lm_pair *p)
+{
+  unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
+  if (atomic_fetch_add_explicit(&p->arrived, 1, memory_order_acq_rel) == 1) {
+    atomic_store_explicit(&p->arrived, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    return 0;
+  }
+  for (unsigned spins = 0; atomic_load_explicit(&p->gen, memory_order_acquire) == g; spins++) {
+    if (atomic_load_explicit(&p->stop, memory_order_relaxed))
+      return -1;
+    if (spins < 4096)
+      cpu_relax();
+    else
+      sched_yield();
+  }
+  return 0;
+}
+
 struct lm_view {
   const model *m;
   const lm_tuned *tuned;
@@ -395,6 +446,8 @@ struct lm_view {
   float *buf[2];
   size_t cap;
   int next, threads;
+  lm_pair *pair; /* paired probe: the shared state, and which side this is */
+  int side;
 };
 
 /* A LoRA-adapted weight: W + scale * (B + eps zB)(A + eps zA), built whole
@@ -431,6 +484,22 @@ static const float *view_get(void *ctx, int t, size_t first, size_t n)
     return base;
   float *dst = v->buf[v->next];
   v->next ^= 1;
+  lm_pair *p = v->pair;
+  if (p && n >= PAIR_MIN) {
+    /* Once both sides are here, neither reads its buffer of two gets ago
+     * (the one about to be written) any more. */
+    p->dst[v->side] = dst;
+    if (pair_wait(p) == 0) {
+      uint64_t i0 = at + first, mid = (i0 + n / 2) / RNG_ALIGN * RNG_ALIGN;
+      size_t h = mid > i0 ? (size_t)(mid - i0) : n / 2;
+      size_t lo = v->side ? h : 0, hi = v->side ? n : h;
+      rng_axpy_pm(v->dir.dist, &v->dir.stream, i0 + lo, hi - lo, p->eps, base + lo,
+                  p->dst[0] + lo, p->dst[1] + lo);
+      if (pair_wait(p) == 0)
+        return dst;
+    }
+    /* The other side failed and left: build the whole slice here. */
+  }
   rng_axpy_mt(v->dir.dist, &v->dir.stream, at + first, n, v->eps, base, dst, v->threads);
   return dst;
 }
@@ -489,6 +558,7 @@ model_view lm_view_set(lm_view *v, const float *theta, const zo_dir *dir, float 
   v->eps = eps;
   v->threads = threads;
   v->next = 0;
+  v->pair = NULL;
   model_view mv = {view_get, v};
   return mv;
 }
@@ -635,13 +705,19 @@ int lm_eval(const model *m, const lm_tuned *tuned, const float *theta, const lm_
 
 struct lm_objective {
   const model *m;
+  const lm_tuned *tuned;
   const lm_data *d;
   int shards;
-  int batch, threads;
+  int batch, threads, T; /* T: the workspace's sequence length */
   lm_view *view;
   model_ws *ws;
   batch_buf bb;
   lm_seq **rows;
+  /* paired probes (lm_objective_set_paired): side 1's view and workspace */
+  int paired;
+  lm_view *view2;
+  model_ws *ws2;
+  lm_pair pair;
 };
 
 /* The training sequence of an example: its text, its completion, or its
@@ -664,18 +740,70 @@ static int sample(lm_objective *o, const zo_batch *zb, model_batch *b, model_err
   return fill_batch(&o->bb, o->rows, o->batch, b, err);
 }
 
+/* Mean loss of batch b through view mv with workspace ws. */
+static int mean_loss(const model *m, const model_view *mv, const model_batch *b, model_ws *ws,
+                     double *out, model_err *err)
+{
+  double sum;
+  long count;
+  int rv = model_forward(m, mv, b, ws, err);
+  if (rv == 0)
+    rv = model_loss(m, mv, b, ws, &sum, &count, err);
+  if (rv == 0)
+    *out = count ? sum / (double)count : 0.0;
+  return rv;
+}
+
 static int eval_at(lm_objective *o, const float *theta, const zo_dir *dir, float eps,
                    const model_batch *b, double *out, model_err *err)
 {
   model_view mv = lm_view_set(o->view, theta, dir, eps, o->threads);
-  double sum;
-  long count;
-  int rv = model_forward(o->m, &mv, b, o->ws, err);
-  if (rv == 0)
-    rv = model_loss(o->m, &mv, b, o->ws, &sum, &count, err);
-  if (rv == 0)
-    *out = count ? sum / (double)count : 0.0;
-  return rv;
+  return mean_loss(o->m, &mv, b, o->ws, out, err);
+}
+
+/* Both probes as a pair (see lm_pair). *ran = 0 when OpenMP did not give
+ * two threads (then nothing was computed). */
+static int eval_pair(lm_objective *o, const float *theta, const zo_dir *dir, float eps,
+                     const model_batch *b, double *lp, double *lm, int *ran, model_err *err)
+{
+  int got = 1, rv[2] = {0, 0};
+  double out[2] = {0.0, 0.0};
+  model_err errs[2] = {{0, ""}, {0, ""}};
+  lm_view *views[2] = {o->view, o->view2};
+  model_ws *wss[2] = {o->ws, o->ws2};
+  atomic_store(&o->pair.arrived, 0);
+  atomic_store(&o->pair.stop, 0);
+  o->pair.eps = eps;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    got = omp_get_num_threads();
+    if (got == 2) {
+      int sd = omp_get_thread_num();
+      model_view mv = lm_view_set(views[sd], theta, dir, sd ? -eps : eps, 1);
+      views[sd]->pair = &o->pair;
+      views[sd]->side = sd;
+      model_ws_set_threads(wss[sd], 1);
+      rv[sd] = mean_loss(o->m, &mv, b, wss[sd], &out[sd], &errs[sd]);
+      if (rv[sd] != 0)
+        atomic_store(&o->pair.stop, 1);
+      model_ws_set_threads(wss[sd], 0);
+      views[sd]->pair = NULL;
+    }
+  }
+#endif
+  *ran = got == 2;
+  if (got != 2)
+    return 0;
+  for (int sd = 0; sd < 2; sd++)
+    if (rv[sd] != 0) {
+      *err = errs[sd];
+      return rv[sd];
+    }
+  *lp = out[0];
+  *lm = out[1];
+  return 0;
 }
 
 static int to_zo(int rv, const model_err *me, zo_err *err)
@@ -689,10 +817,12 @@ static int obj_loss_pm(void *ctx, const float *theta, const zo_dir *z, float eps
   lm_objective *o = ctx;
   model_err me = {0, ""};
   model_batch b;
-  int rv = sample(o, zb, &b, &me);
-  if (rv == 0)
+  int rv = sample(o, zb, &b, &me), ran = 0;
+  if (rv == 0 && o->paired && eps != 0.0f)
+    rv = eval_pair(o, theta, z, eps, &b, lp, lm, &ran, &me);
+  if (rv == 0 && !ran)
     rv = eval_at(o, theta, z, eps, &b, lp, &me);
-  if (rv == 0)
+  if (rv == 0 && !ran)
     rv = eval_at(o, theta, z, -eps, &b, lm, &me);
   return to_zo(rv, &me, err);
 }
@@ -717,7 +847,43 @@ void lm_objective_free(lm_objective *o)
   batch_buf_free(&o->bb);
   lm_view_free(o->view);
   model_ws_free(o->ws);
+  lm_view_free(o->view2);
+  model_ws_free(o->ws2);
   free(o);
+}
+
+size_t lm_objective_pair_bytes(const lm_objective *o)
+{
+  return model_ws_bytes(o->m, o->batch, o->T) +
+         2 * model_max_slice(o->m) * sizeof(float);
+}
+
+int lm_objective_set_paired(lm_objective *o, int on, model_err *err)
+{
+  if (!on) {
+    o->paired = 0;
+    return 0;
+  }
+#ifndef _OPENMP
+  return model_fail(err, MODEL_EINVAL, "paired probes need OpenMP (this build has none)");
+#else
+  if (o->threads != 2)
+    return model_fail(err, MODEL_EINVAL, "paired probes run on exactly 2 threads, not %d",
+                      o->threads);
+  int rv = 0;
+  if (!o->ws2)
+    rv = model_ws_new(o->m, o->batch, o->T, &o->ws2, err);
+  if (rv == 0 && !o->view2)
+    rv = lm_view_new(o->m, o->tuned, &o->view2, err);
+  if (rv == 0)
+    o->paired = 1;
+  return rv;
+#endif
+}
+
+int lm_objective_paired(const lm_objective *o)
+{
+  return o->paired;
 }
 
 int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, int batch,
@@ -733,6 +899,7 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
   if (!o)
     return model_fail(err, MODEL_ENOMEM, "out of memory");
   o->m = m;
+  o->tuned = tuned;
   o->d = d;
   o->shards = shards;
   o->batch = batch;
@@ -740,12 +907,30 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
   o->rows = malloc((size_t)batch * sizeof *o->rows);
   int rv = !o->rows ? model_fail(err, MODEL_ENOMEM, "out of memory") : 0;
   if (rv == 0)
-    rv = model_ws_new(m, batch, max_seq_len(d), &o->ws, err);
+    rv = model_ws_new(m, batch, o->T = max_seq_len(d), &o->ws, err);
   if (rv == 0)
     rv = lm_view_new(m, tuned, &o->view, err);
   if (rv != 0) {
     lm_objective_free(o);
     return rv;
+  }
+  /* Pair the probes when it is possible and costs at most an eighth of the
+   * weights' memory, unless ZOTUNE_PAIR says otherwise (docs/cli.md,
+   * "Threads"); failing to pair is not an error. */
+  const char *env = getenv("ZOTUNE_PAIR");
+  int want = lm_objective_pair_bytes(o) <= m->n_params * sizeof(float) / 8;
+  if (env && strcmp(env, "on") == 0)
+    want = 1;
+  else if (env && strcmp(env, "off") == 0)
+    want = 0;
+  else if (env && *env && strcmp(env, "auto") != 0) {
+    lm_objective_free(o);
+    return model_fail(err, MODEL_EINVAL, "ZOTUNE_PAIR is '%.40s': use auto, on or off", env);
+  }
+  if (want && threads == 2) {
+    model_err ignored;
+    if (lm_objective_set_paired(o, 1, &ignored) != 0)
+      o->paired = 0;
   }
   obj->dim = tuned ? tuned->dim : m->n_params;
   obj->ctx = o;

@@ -108,5 +108,15 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
                      int shards, int threads, lm_objective **out, zo_objective *obj,
                      model_err *err);
 void lm_objective_free(lm_objective *o);
+/* Paired probes: with 2 threads, L(theta + eps z) and L(theta - eps z) run
+ * as two single-threaded forwards side by side that generate z once between
+ * them (instead of one forward after the other, each on 2 threads, each
+ * generating z). The losses are bit-identical either way. lm_objective_new
+ * turns pairing on when threads is 2 and the second workspace and scratch
+ * (lm_objective_pair_bytes) take at most 1/8 of the weights' bytes.
+ * set_paired(o, 1) fails unless threads is 2 and OpenMP is built in. */
+int lm_objective_set_paired(lm_objective *o, int on, model_err *err);
+int lm_objective_paired(const lm_objective *o);
+size_t lm_objective_pair_bytes(const lm_objective *o);
 
 #endif

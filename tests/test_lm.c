@@ -422,6 +422,98 @@ static void test_objective(void **state)
   model_free(m);
 }
 
+/* Paired probes (two single-threaded forwards side by side that generate z
+ * once between them) give the sequential probes' losses bit for bit: for
+ * every tensor tuned (Gaussian), a tuned subset (Rademacher) and LoRA, on
+ * random models whose matrices are large enough that the two threads build
+ * them together (lm.c's PAIR_MIN), with sequences of uneven length. */
+static void paired_equals_sequential(enum model_arch arch, const char *spec, enum rng_dist dist)
+{
+  model_config c = {0};
+  c.arch = arch;
+  strcpy(c.name, arch == MODEL_GPT2 ? "gpt2" : "llama");
+  c.n_layer = 2;
+  c.n_embd = 128;
+  c.n_head = 4;
+  c.n_kv_head = arch == MODEL_GPT2 ? 4 : 2;
+  c.n_ff = 512;
+  c.n_vocab = 500;
+  c.n_ctx = 64;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.tied = arch == MODEL_GPT2;
+  model *m;
+  model_err err = {0, ""};
+  zo_err zerr;
+  assert_int_equal(model_new(&c, &m, &err), 0);
+  rng_stream init = rng_make(3, 0, RNG_INIT, 0, 0);
+  rng_axpy(RNG_GAUSSIAN, &init, 0, m->n_params, 0.05f, NULL, m->params);
+  lm_tuned t, *tp = NULL;
+  if (spec) {
+    assert_int_equal(lm_tuned_parse(m, spec, &t, &err), 0);
+    tp = &t;
+  }
+  size_t dim = tp ? t.dim : m->n_params;
+  float *theta = malloc(dim * sizeof *theta);
+  assert_non_null(theta);
+  if (tp)
+    lm_tuned_init(m, tp, 4, m->params, theta);
+  else
+    memcpy(theta, m->params, dim * sizeof *theta);
+  /* six examples of 20..45 tokens */
+  lm_seq seqs[6];
+  lm_example ex[6];
+  int32_t ids[6][45];
+  rng_stream ts = rng_make(5, 0, RNG_INIT, 1, 0);
+  for (int i = 0; i < 6; i++) {
+    for (int k = 0; k < 45; k++)
+      ids[i][k] = (int32_t)(rng_u32_at(&ts, (uint64_t)(i * 45 + k)) % 500u);
+    seqs[i] = (lm_seq){ids[i], 20 + 5 * i, 1};
+    ex[i] = (lm_example){&seqs[i], 1, -1};
+  }
+  lm_data d = {ex, 6, 0};
+  model_set_threads(2);
+  lm_objective *o;
+  zo_objective obj;
+  assert_int_equal(lm_objective_new(m, tp, &d, 3, 1, 2, &o, &obj, &err), 0);
+  /* lm_objective_new pairs on its own exactly when the memory rule allows */
+  assert_int_equal(lm_objective_paired(o) != 0,
+                   lm_objective_pair_bytes(o) <= m->n_params * sizeof(float) / 8);
+  for (uint32_t step = 1; step <= 3; step++) {
+    zo_dir dir = {rng_make(6, step, RNG_PERTURB, 0, 0), dist};
+    zo_batch zb = {6, step, 0, 0};
+    double lp, lm_, pp, pm;
+    assert_int_equal(lm_objective_set_paired(o, 0, &err), 0);
+    assert_int_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &lp, &lm_, &zerr), 0);
+    assert_int_equal(lm_objective_set_paired(o, 1, &err), 0);
+    assert_true(lm_objective_paired(o));
+    assert_int_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &pp, &pm, &zerr), 0);
+    assert_memory_equal(&lp, &pp, sizeof lp);
+    assert_memory_equal(&lm_, &pm, sizeof lm_);
+    assert_true(isfinite(lp) && lp != lm_);
+  }
+  lm_objective_free(o);
+  /* One thread cannot pair. */
+  model_set_threads(1);
+  assert_int_equal(lm_objective_new(m, tp, &d, 3, 1, 1, &o, &obj, &err), 0);
+  assert_false(lm_objective_paired(o));
+  assert_int_equal(lm_objective_set_paired(o, 1, &err), MODEL_EINVAL);
+  assert_non_null(strstr(err.msg, "2 threads"));
+  lm_objective_free(o);
+  if (tp)
+    lm_tuned_free(tp);
+  free(theta);
+  model_free(m);
+}
+
+static void test_paired_probes(void **state)
+{
+  (void)state;
+  paired_equals_sequential(MODEL_GPT2, NULL, RNG_GAUSSIAN);
+  paired_equals_sequential(MODEL_LLAMA, "blk.1.*,output.weight", RNG_RADEMACHER);
+  paired_equals_sequential(MODEL_LLAMA, "lora:r=4,targets=q,v", RNG_GAUSSIAN);
+}
+
 int main(void)
 {
   const char *top = getenv("top_srcdir");
@@ -434,6 +526,7 @@ int main(void)
       cmocka_unit_test(test_tuned_subset),      cmocka_unit_test(test_lora),
       cmocka_unit_test(test_data_shapes),         cmocka_unit_test(test_data_errors),
       cmocka_unit_test(test_eval_matches_model_loss), cmocka_unit_test(test_objective),
+      cmocka_unit_test(test_paired_probes),
   };
   int rv = cmocka_run_group_tests_name("lm", tests, NULL, NULL);
   const char *names[] = {"ok.jsonl", "bad.jsonl", "ev.jsonl", "tr.jsonl"};
