@@ -8,19 +8,20 @@
 
 #define T __attribute__((target("avx512f")))
 
-/* Philox4x32-10 on the 16 counters 16*chunk + lane. Each word is kept in
- * the low half of a 64-bit lane, counters 16*chunk + 0..7 in one register
+/* Philox4x32-10, 16 counters (16*chunk + lane) per chunk. Each word is kept
+ * in the low half of a 64-bit lane, counters 16*chunk + 0..7 in one register
  * and + 8..15 in another: _mm512_mul_epu32 then yields hi:lo of a round's
- * product in one instruction, and the high halves (never read by the
- * multiply, never stored) may hold anything. Eight words are merged into
- * one register of 16 at the end. */
+ * product in one instruction, a 32-bit swap within each 64-bit lane (a
+ * shuffle, off the multiplier's port) brings hi down, and the high halves
+ * (never read by the multiply, never stored) may hold anything. Words are
+ * merged into registers of 16 at the end. One round of one 8-lane chain: */
 T static inline void round8(__m512i c[4], __m512i k0, __m512i k1, __m512i m0, __m512i m1)
 {
   __m512i p0 = _mm512_mul_epu32(c[0], m0);
   __m512i p1 = _mm512_mul_epu32(c[2], m1);
-  c[0] = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p1, 32), c[1], k0, 0x96);
+  c[0] = _mm512_ternarylogic_epi32(_mm512_shuffle_epi32(p1, _MM_PERM_CDAB), c[1], k0, 0x96);
   c[1] = p1;
-  c[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p0, 32), c[3], k1, 0x96);
+  c[2] = _mm512_ternarylogic_epi32(_mm512_shuffle_epi32(p0, _MM_PERM_CDAB), c[3], k1, 0x96);
   c[3] = p0;
 }
 
@@ -42,27 +43,38 @@ T static void keys_init(const rng_stream *s, keys16 *ks)
   }
 }
 
-T static inline void philox16(const rng_stream *s, const keys16 *ks, uint64_t chunk,
-                              __m512i w[4])
+/* Philox on the counters of `nc` (1 or 2) consecutive chunks, as 2 * nc
+ * independent 8-lane chains whose rounds interleave (one chain alone waits
+ * on its multiplies' latency). w[4 * k + i] = word i of chunk + k. */
+T static inline void philox_chunks(const rng_stream *s, const keys16 *ks, uint64_t chunk, int nc,
+                                   __m512i w[8])
 {
-  uint64_t b = chunk * 16;
   const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  __m512i lo[4], hi[4];
-  /* Word 0 is the low 32 bits of b + lane; b is a multiple of 16, so adding
-   * 0..15 never carries into word 1. */
-  lo[0] = _mm512_add_epi64(_mm512_set1_epi64((long long)(uint32_t)b), lane);
-  hi[0] = _mm512_add_epi64(lo[0], _mm512_set1_epi64(8));
-  lo[1] = hi[1] = _mm512_set1_epi64((long long)(uint32_t)(b >> 32));
-  lo[2] = hi[2] = _mm512_set1_epi64((long long)s->step);
-  lo[3] = hi[3] = _mm512_set1_epi64((long long)s->stream);
   const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
+  __m512i c[4][4];
+#pragma GCC unroll 4
+  for (int h = 0; h < 4; h++) {
+    /* Word 0 is the low 32 bits of the counter; chunk * 16 is a multiple
+     * of 16, so adding 0..15 never carries into word 1. */
+    uint64_t b = (chunk + (uint64_t)(h >> 1)) * 16;
+    c[h][0] = _mm512_add_epi64(_mm512_set1_epi64((long long)((uint32_t)b + 8u * (uint32_t)(h & 1))),
+                               lane);
+    c[h][1] = _mm512_set1_epi64((long long)(uint32_t)(b >> 32));
+    c[h][2] = _mm512_set1_epi64((long long)s->step);
+    c[h][3] = _mm512_set1_epi64((long long)s->stream);
+  }
+  const int nh = 2 * nc;
+#pragma GCC unroll 10
   for (int r = 0; r < 10; r++) {
-    round8(lo, ks->k[r][0], ks->k[r][1], m0, m1);
-    round8(hi, ks->k[r][0], ks->k[r][1], m0, m1);
+#pragma GCC unroll 4
+    for (int h = 0; h < 4; h++)
+      if (h < nh)
+        round8(c[h], ks->k[r][0], ks->k[r][1], m0, m1);
   }
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  for (int i = 0; i < 4; i++)
-    w[i] = _mm512_permutex2var_epi32(lo[i], even, hi[i]);
+  for (int k = 0; k < nc; k++)
+    for (int i = 0; i < 4; i++)
+      w[4 * k + i] = _mm512_permutex2var_epi32(c[2 * k][i], even, c[2 * k + 1][i]);
 }
 
 #define F(x) _mm512_set1_ps(x)
@@ -160,18 +172,22 @@ T void rng_gauss_chunks_avx512(const rng_stream *s, uint64_t chunk0,
   const __m512 va = F(a);
   keys16 ks;
   keys_init(s, &ks);
-  for (size_t c = 0; c < nchunks; c++) {
-    __m512i w[4];
-    __m512 z0, z1, z2, z3;
-    const float *sc = src ? src + c * RNG_GCHUNK : NULL;
-    float *dc = dst + c * RNG_GCHUNK, *mc = minus ? minus + c * RNG_GCHUNK : NULL;
-    philox16(s, &ks, chunk0 + c, w);
-    v_box_muller(w[0], w[1], &z0, &z1);
-    v_box_muller(w[2], w[3], &z2, &z3);
-    out16(dc, mc, sc, va, z0);
-    out16(dc + 16, mc ? mc + 16 : NULL, sc ? sc + 16 : NULL, va, z1);
-    out16(dc + 32, mc ? mc + 32 : NULL, sc ? sc + 32 : NULL, va, z2);
-    out16(dc + 48, mc ? mc + 48 : NULL, sc ? sc + 48 : NULL, va, z3);
+  for (size_t c = 0; c < nchunks; c += 2) {
+    int nc = nchunks - c >= 2 ? 2 : 1;
+    __m512i w[8];
+    philox_chunks(s, &ks, chunk0 + c, nc, w);
+    for (int k = 0; k < nc; k++) {
+      __m512 z0, z1, z2, z3;
+      size_t o = (c + (size_t)k) * RNG_GCHUNK;
+      const float *sc = src ? src + o : NULL;
+      float *dc = dst + o, *mc = minus ? minus + o : NULL;
+      v_box_muller(w[4 * k], w[4 * k + 1], &z0, &z1);
+      v_box_muller(w[4 * k + 2], w[4 * k + 3], &z2, &z3);
+      out16(dc, mc, sc, va, z0);
+      out16(dc + 16, mc ? mc + 16 : NULL, sc ? sc + 16 : NULL, va, z1);
+      out16(dc + 32, mc ? mc + 32 : NULL, sc ? sc + 32 : NULL, va, z2);
+      out16(dc + 48, mc ? mc + 48 : NULL, sc ? sc + 48 : NULL, va, z3);
+    }
   }
 }
 
@@ -184,10 +200,10 @@ T void rng_rade_chunks_avx512(const rng_stream *s, uint64_t chunk0,
   keys16 ks;
   keys_init(s, &ks);
   for (size_t c = 0; c < nchunks; c++) {
-    __m512i w[4];
+    __m512i w[8];
     const float *sc = src ? src + c * RNG_RCHUNK : NULL;
     float *dc = dst + c * RNG_RCHUNK;
-    philox16(s, &ks, chunk0 + c, w);
+    philox_chunks(s, &ks, chunk0 + c, 1, w);
     for (unsigned j = 0; j < 128; j++) {
       __mmask16 neg =
           _mm512_test_epi32_mask(w[j / 32], _mm512_set1_epi32((int)(1u << (j % 32))));
