@@ -23,6 +23,9 @@
  *     direction), so probe - 2 x plain = the cost of materialising
  *     theta + eps z per weight slice for the two forwards, and apply = one
  *     fused regenerate-and-update pass; both in ns per parameter per pass;
+ *   - whether the objective paired its probes (2 threads, workspace within 1/8
+ *     of the weights), and for paired rows the same step with pairing off,
+ *     timed right after, so the gain is measured in the same run;
  *   - the PyTorch peer (tests/bench/peers/torch_mezo.py, /usr/bin/python3):
  *     MeZO's zo_step verbatim but in place (4 passes of manual_seed +
  *     torch.normal per named parameter + add_, two forwards under
@@ -113,6 +116,10 @@ struct result {
   double gen[MAX_THREADS + 1]; /* one generator sweep over all parameters */
   double loss[MAX_THREADS + 1], g[MAX_THREADS + 1];
   double wait[MAX_THREADS + 1];
+  /* paired probes (cli/lm.h): on or off, and for paired rows the median step
+   * with the probes one after the other instead, timed right after */
+  int paired[MAX_THREADS + 1];
+  double step_seq[MAX_THREADS + 1];
   /* PyTorch peer, milliseconds */
   int peer_ok[MAX_THREADS + 1];
   double peer_ms[MAX_THREADS + 1], peer_lo[MAX_THREADS + 1], peer_hi[MAX_THREADS + 1];
@@ -412,6 +419,18 @@ static int run_case(const model *m, zo_state *st, const zo_config *zc, int ci)
       ts[k] = tp[k] + ta[k];
     }
     bench_load l1 = bench_load_now();
+    r->paired[th] = lm_objective_paired(lo);
+    if (rc == 0 && r->paired[th]) {
+      /* the same steps with the probes one after the other */
+      double tq[BENCH_MAX_REPS], q1, q2;
+      rc = lm_objective_set_paired(lo, 0, &merr);
+      for (int k = 0; k < reps && rc == 0; k++) {
+        rc = mezo_step(zc, st, &obj, th, &q1, &q2, NULL, NULL);
+        tq[k] = q1 + q2;
+      }
+      if (rc == 0)
+        r->step_seq[th] = bench_median(tq, reps, NULL, NULL);
+    }
     lm_objective_free(lo);
     if (rc != 0)
       break;
@@ -774,6 +793,28 @@ static void print_where(void)
          "probe / 2 / params; ns/p apply = apply / params; z share = (z in probe + apply) / step. performance.md s.1.5 measured "
          "0.468 ns/param/pass (AVX-512 prototype, 2 threads) and a 0.17 ns/param memory floor "
          "on the reference VM (QUOTED).\n");
+  printf("\nPaired probes (cli/lm.h, docs/cli.md \"Threads\"): with 2 threads the objective runs "
+         "L(theta + eps z) and L(theta - eps z) as two single-threaded forwards side by side that "
+         "generate z once between them, when the extra workspace costs at most 1/8 of the "
+         "weights; then z in probe is about one generator pass, not two, and 2 x fwd (two "
+         "2-thread forwards one after the other) overstates the paired forwards' time.\n");
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const struct result *r = &results[ci];
+    for (int th = MAX_THREADS; th >= 1; th--) {
+      if (!r->measured[th])
+        continue;
+      char shape[16];
+      shape_str(shape, sizeof shape, ci);
+      if (r->paired[th])
+        printf("- %s %s, %d thr: paired, step %.1f ms; the same steps with the probes one after "
+               "the other: %.1f ms (pairing saves %.1f%%)\n",
+               model_names[cases[ci].model], shape, th, r->step[th] * 1e3, r->step_seq[th] * 1e3,
+               100.0 * (1.0 - r->step[th] / r->step_seq[th]));
+      else
+        printf("- %s %s, %d thr: not paired (%s)\n", model_names[cases[ci].model], shape, th,
+               th != 2 ? "pairing needs 2 threads" : "the second workspace would exceed 1/8 of the weights");
+    }
+  }
 }
 
 /* What the BRIEF's speed-up targets ask of the forward, from this run's
