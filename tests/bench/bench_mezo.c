@@ -128,6 +128,11 @@ struct result {
 };
 
 static struct result results[N_CASES];
+/* This machine's physical floor, measured in the same run (print_floor). */
+static double fma_peak[MAX_THREADS + 1]; /* GFLOP/s, by threads */
+static int fma_width;
+static double mem_floor_ns; /* one read+write pass over theta, ns/param, 2 threads */
+static void print_floor(void);
 static int nflagged;
 static double wait_max;
 static int reps = DEFAULT_REPS;
@@ -942,6 +947,7 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
   printf("%s\n", first ? "(none)" : ".");
 
   print_targets();
+  print_floor();
 
   printf("\nQUOTED (performance.md s.2.2 and s.4.2; the reference VM, 2 cores AVX-512, NOT this "
          "machine and not this run): PyTorch 1.13 MeZO in place, tuned BLAS, GPT-2 shape: "
@@ -966,6 +972,60 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
       printf("; this run's peer %.3f s = quoted x %.2f", r->peer_ms[MAX_THREADS] * 1e-3,
              r->peer_ms[MAX_THREADS] * 1e-3 / bc->ref_torch);
     printf(".\n");
+  }
+}
+
+/* FMA peak on 1 and 2 threads, and the in-place read-modify-write floor on
+ * 2 threads over 64 M floats (256 MB: DRAM, not cache), median of 5. */
+static void measure_floor(void)
+{
+  for (int th = 1; th <= MAX_THREADS; th++)
+    fma_peak[th] = bench_fma_peak(th, 0.3, &fma_width);
+  const size_t n = (size_t)64 << 20;
+  float *b = bench_alloc(n, 1.0f, MAX_THREADS);
+  if (!b)
+    return;
+  double t[5];
+  bench_rmw(b, n, 1.0001f, MAX_THREADS);
+  for (int r = 0; r < 5; r++)
+    t[r] = bench_rmw(b, n, r % 2 ? 1.0001f : 1.0f / 1.0001f, MAX_THREADS);
+  mem_floor_ns = bench_median(t, 5, NULL, NULL) / (double)n * 1e9;
+  free(b);
+}
+
+/* The BRIEF's floor (performance.md s.4.2's definition) on this machine:
+ * the step's FLOPs (two forwards: projections, LM head over the loss rows,
+ * causal attention) at the measured 2-thread FMA peak, plus three passes
+ * over theta at the measured memory floor. */
+static void print_floor(void)
+{
+  if (fma_peak[MAX_THREADS] <= 0.0 || mem_floor_ns <= 0.0) {
+    printf("\n(This machine's floor was not measured: --quick, or no AVX2/AVX-512 FMA.)\n");
+    return;
+  }
+  printf("\n## This machine's physical floor (measured in this run)\n\n");
+  printf("FP32 FMA peak (%d-bit, %d independent chains per thread): %.0f GFLOP/s on 1 thread, "
+         "%.0f on 2; memory floor (in-place read+write over 256 MB, 2 threads): %.3f ns/param. "
+         "Floor = 2 forwards' FLOPs at the 2-thread peak + 3 passes over theta at the memory "
+         "floor (performance.md s.4.2's definition).\n\n",
+         fma_width, BENCH_FMA_CHAINS, fma_peak[1], fma_peak[MAX_THREADS], mem_floor_ns);
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const struct result *r = &results[ci];
+    const struct bcase *bc = &cases[ci];
+    if (bc->model != M_GPT2 || !r->measured[MAX_THREADS])
+      continue;
+    char shape[16];
+    shape_str(shape, sizeof shape, ci);
+    const double fl = 2.0 * r->gflop / fma_peak[MAX_THREADS];
+    const double mem = 3.0 * mem_floor_ns * 1e-9 * r->n_params, floor_s = fl + mem;
+    const double x = r->step[MAX_THREADS] / floor_s;
+    printf("- gpt2 %s, 2 thr: floor %.0f ms (%.1f GFLOP in %.0f ms + %.0f ms of passes); zotune "
+           "%.1f ms = %.2fx the floor%s\n",
+           shape, floor_s * 1e3, 2.0 * r->gflop, fl * 1e3, mem * 1e3, r->step[MAX_THREADS] * 1e3,
+           x,
+           bc->B * bc->T != 256 ? ""
+           : x <= 1.5           ? " (BRIEF: <= 1.5x: MET)"
+                                : " (BRIEF: <= 1.5x: MISSED)");
   }
 }
 
@@ -1134,6 +1194,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench_mezo: rng_set_isa failed\n");
     return 1;
   }
+  if (!quick)
+    measure_floor();
   char cpu[256], date[64];
   bench_cpu_model(cpu, sizeof cpu);
   bench_date(date, sizeof date);

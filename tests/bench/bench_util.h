@@ -11,6 +11,8 @@
  *   bench_mem_path     which code the two kernels run ("avx512", "avx2", "C");
  *   bench_load_*       whether other processes competed for the CPUs during a
  *                      measurement (our threads' run-queue wait; others' CPU);
+ *   bench_fma_peak     FP32 FMA throughput of `threads` threads (GFLOP/s): the
+ *                      FLOP side of a physical floor;
  *   bench_cpu_model    "model name" from /proc/cpuinfo;
  *   bench_date         the current UTC date and time.
  *
@@ -386,6 +388,92 @@ static inline void bench_date(char *buf, size_t len)
 
 
 /* ---- shared by bench_forward and bench_mezo ---------------------------- */
+
+/* ---- FMA peak ----------------------------------------------------------- */
+
+#define BENCH_FMA_CHAINS 12 /* independent chains: more than latency x ports */
+
+#ifdef BENCH_X86
+__attribute__((target("avx512f"))) static inline float bench_fma512(long n)
+{
+  __m512 acc[BENCH_FMA_CHAINS];
+  const __m512 b = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < BENCH_FMA_CHAINS; i++)
+    acc[i] = _mm512_set1_ps((float)i);
+  for (long k = 0; k < n; k++)
+#pragma GCC unroll 12
+    for (int i = 0; i < BENCH_FMA_CHAINS; i++)
+      acc[i] = _mm512_fmadd_ps(acc[i], b, c);
+  __m512 s = acc[0];
+  for (int i = 1; i < BENCH_FMA_CHAINS; i++)
+    s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static inline float bench_fma256(long n)
+{
+  __m256 acc[BENCH_FMA_CHAINS];
+  const __m256 b = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+  for (int i = 0; i < BENCH_FMA_CHAINS; i++)
+    acc[i] = _mm256_set1_ps((float)i);
+  for (long k = 0; k < n; k++)
+#pragma GCC unroll 12
+    for (int i = 0; i < BENCH_FMA_CHAINS; i++)
+      acc[i] = _mm256_fmadd_ps(acc[i], b, c);
+  __m256 s = acc[0];
+  for (int i = 1; i < BENCH_FMA_CHAINS; i++)
+    s = _mm256_add_ps(s, acc[i]);
+  float v[8];
+  _mm256_storeu_ps(v, s);
+  return v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+}
+#endif
+
+/* FP32 FMA GFLOP/s of `threads` threads, each running BENCH_FMA_CHAINS
+ * independent chains in registers for about `secs` (best of 3), with the
+ * widest vectors the CPU has (AVX-512, else AVX2+FMA); 0 when it has
+ * neither. *width gets 512, 256 or 0. */
+static inline double bench_fma_peak(int threads, double secs, int *width)
+{
+  *width = 0;
+#ifdef BENCH_X86
+  __builtin_cpu_init();
+  int w = __builtin_cpu_supports("avx512f")                                   ? 512
+          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 256
+                                                                              : 0;
+  if (!w)
+    return 0.0;
+  *width = w;
+  /* an iteration is 12 FMAs: 6 cycles on two FMA ports, ~2 ns at 3 GHz */
+  const long n = (long)(secs * 5e8);
+  double best = 0.0;
+  float sink = 0.0f;
+  for (int rep = 0; rep < 3; rep++) {
+    double t0 = bench_now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+      float r = w == 512 ? bench_fma512(n) : bench_fma256(n);
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+      sink += r;
+    }
+    double t = bench_now() - t0;
+    double flop = (double)n * BENCH_FMA_CHAINS * (w / 32) * 2.0 * threads;
+    if (flop / t > best)
+      best = flop / t;
+  }
+  volatile float keep = sink; /* the chains' results are used */
+  (void)keep;
+  return best * 1e-9;
+#else
+  (void)threads;
+  (void)secs;
+  return 0.0;
+#endif
+}
 
 /* ---- PyTorch peer ------------------------------------------------------- */
 
