@@ -501,9 +501,11 @@ int cmd_train(int argc, char **argv)
   if (rv == 0 && a.profile) {
     double tot = t_probe + t_apply + t_log + t_eval;
     fprintf(stderr, "profile: probe (forward passes + perturbation) %.2fs (%.0f%%), update %.2fs "
-                    "(%.0f%%), log %.2fs, eval %.2fs\n",
+                    "(%.0f%%), log %.2fs, eval %.2fs; probes %s\n",
             t_probe, tot > 0 ? 100 * t_probe / tot : 0, t_apply, tot > 0 ? 100 * t_apply / tot : 0,
-            t_log, t_eval);
+            t_log, t_eval,
+            ob.lo && lm_objective_paired(ob.lo) ? "paired (two forwards side by side)"
+                                                : "one after the other");
   }
   json_decref(res);
 out:

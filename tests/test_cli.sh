@@ -219,8 +219,10 @@ check "a bad ZOTUNE_PAIR exits 1 naming it" sh -c "test $? -eq 1 && grep -q ZOTU
 "$Z" init-model --arch gpt2 --layers 1 --dim 128 --heads 4 --vocab bytes --ctx 64 --seed 6 \
   -o "$T/mid.gguf" >/dev/null 2>&1
 MR="--model $T/mid.gguf --data $T/tr.jsonl --steps 20 --seed 3 --lr 1e-4 --batch 4 --threads 2"
-ZOTUNE_PAIR=off "$Z" train $MR --run "$T/t_m1" >/dev/null 2>&1
-ZOTUNE_PAIR=on "$Z" train $MR --run "$T/t_m2" >/dev/null 2>&1
+ZOTUNE_PAIR=off "$Z" train $MR --run "$T/t_m1" --profile >/dev/null 2>"$T/m1.err"
+check "train --profile with ZOTUNE_PAIR=off says one after the other" grep -q "probes one after" "$T/m1.err"
+ZOTUNE_PAIR=on "$Z" train $MR --run "$T/t_m2" --profile >/dev/null 2>"$T/m2.err"
+check "train --profile says the probes ran paired" grep -q "probes paired" "$T/m2.err"
 hm1=$("$Z" hash --run "$T/t_m1")
 check "paired probes on a dim-128 model: the unpaired run's hash" test -n "$hm1" -a "$hm1" = "$("$Z" hash --run "$T/t_m2")"
 "$Z" train $TR --run "$T/t_a" --lr 1e-3 >/dev/null 2>"$T/err"
