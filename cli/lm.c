@@ -915,10 +915,12 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
     return rv;
   }
   /* Pair the probes when it is possible and costs at most an eighth of the
-   * weights' memory, unless ZOTUNE_PAIR says otherwise (docs/cli.md,
-   * "Threads"); failing to pair is not an error. */
+   * weights' memory or LM_PAIR_FREE_BYTES, whichever is larger, unless
+   * ZOTUNE_PAIR says otherwise (docs/cli.md, "Threads"); failing to pair is
+   * not an error. */
   const char *env = getenv("ZOTUNE_PAIR");
-  int want = lm_objective_pair_bytes(o) <= m->n_params * sizeof(float) / 8;
+  size_t allow = m->n_params * sizeof(float) / 8;
+  int want = lm_objective_pair_bytes(o) <= (allow > LM_PAIR_FREE_BYTES ? allow : LM_PAIR_FREE_BYTES);
   if (env && strcmp(env, "on") == 0)
     want = 1;
   else if (env && strcmp(env, "off") == 0)

@@ -113,8 +113,10 @@ void lm_objective_free(lm_objective *o);
  * them (instead of one forward after the other, each on 2 threads, each
  * generating z). The losses are bit-identical either way. lm_objective_new
  * turns pairing on when threads is 2 and the second workspace and scratch
- * (lm_objective_pair_bytes) take at most 1/8 of the weights' bytes.
+ * (lm_objective_pair_bytes) take at most 1/8 of the weights' bytes or
+ * LM_PAIR_FREE_BYTES, whichever is larger.
  * set_paired(o, 1) fails unless threads is 2 and OpenMP is built in. */
+#define LM_PAIR_FREE_BYTES ((size_t)32 << 20)
 int lm_objective_set_paired(lm_objective *o, int on, model_err *err);
 int lm_objective_paired(const lm_objective *o);
 size_t lm_objective_pair_bytes(const lm_objective *o);

@@ -24,7 +24,7 @@
  *     theta + eps z per weight slice for the two forwards, and apply = one
  *     fused regenerate-and-update pass; both in ns per parameter per pass;
  *   - whether the objective paired its probes (2 threads, workspace within 1/8
- *     of the weights), and for paired rows the same step with pairing off,
+ *     of the weights or 32 MiB), and for paired rows the same step with pairing off,
  *     timed right after, so the gain is measured in the same run;
  *   - the PyTorch peer (tests/bench/peers/torch_mezo.py, /usr/bin/python3):
  *     MeZO's zo_step verbatim but in place (4 passes of manual_seed +
@@ -801,7 +801,7 @@ static void print_where(void)
   printf("\nPaired probes (cli/lm.h, docs/cli.md \"Threads\"): with 2 threads the objective runs "
          "L(theta + eps z) and L(theta - eps z) as two single-threaded forwards side by side that "
          "generate z once between them, when the extra workspace costs at most 1/8 of the "
-         "weights; then z in probe is about one generator pass, not two, and 2 x fwd (two "
+         "weights or 32 MiB; then z in probe is about one generator pass, not two, and 2 x fwd (two "
          "2-thread forwards one after the other) overstates the paired forwards' time.\n");
   for (int ci = 0; ci < N_CASES; ci++) {
     const struct result *r = &results[ci];
@@ -817,7 +817,7 @@ static void print_where(void)
                100.0 * (1.0 - r->step[th] / r->step_seq[th]));
       else
         printf("- %s %s, %d thr: not paired (%s)\n", model_names[cases[ci].model], shape, th,
-               th != 2 ? "pairing needs 2 threads" : "the second workspace would exceed 1/8 of the weights");
+               th != 2 ? "pairing needs 2 threads" : "the second workspace would exceed 1/8 of the weights and 32 MiB");
     }
   }
 }
