@@ -27,7 +27,11 @@ with untied output), plain torch ops (F.linear, matmul, an additive causal
 mask and softmax: torch 1.13 has no scaled_dot_product_attention), float32,
 random weights U(-0.035, 0.035) (std 0.02), norms 1, biases 0.
 
-Usage: torch_mezo.py --model gpt2|llama --cases 1x256,8x256 --threads N [--reps 3]
+Usage: torch_mezo.py --model gpt2|llama --cases 1x256,8x256[:K] --threads N [--reps 3]
+
+A case BxT:K counts only the last K tokens of each sequence in the loss (a
+K-token completion after a prompt, MeZO's task shape); the logits of every
+position are still computed, as MeZO's models do.
 
 The thread count of the BLAS torch calls is fixed when that library starts:
 the caller sets OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / BLIS_NUM_THREADS to
@@ -36,7 +40,7 @@ the caller sets OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / BLIS_NUM_THREADS to
 
 Prints machine-readable lines (and nothing else on success):
   TORCH_INFO version=... threads=N blas=PATH sgemm_gflops=X
-  TORCH_MEZO model=M B=b T=t threads=N median_ms=X min_ms=X max_ms=X
+  TORCH_MEZO model=M B=b T=t K=k threads=N median_ms=X min_ms=X max_ms=X
              perturb_ms=X fwd_ms=X loss=X wait=X
   TORCH_INFO_END maxrss_mb=X
   TORCH_SKIP reason=...    (torch cannot be imported; exit status 0)
@@ -151,14 +155,22 @@ def attention(torch, q, k, v, mask, n_head, n_kv):
     return torch.matmul(att, v).transpose(1, 2).reshape(B, T, D)
 
 
-def loss_of(F, h, out_w, tokens):
+def loss_of(F, h, out_w, tokens, k=0):
     """Mean cross-entropy of next-token prediction over the B*(T-1) positions
-    (a Hugging Face causal LM's loss, which MeZO's zo_forward returns)."""
+    (a Hugging Face causal LM's loss, which MeZO's zo_forward returns); with
+    k > 0 only over each sequence's last k tokens (a prompt and a k-token
+    completion). Either way the logits of every position are computed first,
+    as a Hugging Face causal LM's forward does before MeZO's loss picks the
+    positions that count."""
     logits = F.linear(h[:, :-1], out_w)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+    if k > 0:
+        logits, target = logits[:, -k:], tokens[:, -k:]
+    else:
+        target = tokens[:, 1:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
 
-def gpt2_forward(torch, F, c, p, tokens, mask, _rope):
+def gpt2_forward(torch, F, c, p, tokens, mask, _rope, n_target=0):
     B, T = tokens.shape
     d, eps = c["d"], c["eps"]
     x = p["tok"][tokens] + p["pos"][:T]
@@ -170,7 +182,7 @@ def gpt2_forward(torch, F, c, p, tokens, mask, _rope):
         x = x + F.linear(F.gelu(F.linear(h, L["wup"], L["bup"]), approximate="tanh"),
                          L["wdown"], L["bdown"])
     h = F.layer_norm(x, (d,), p["lnf_w"], p["lnf_b"], eps)
-    return loss_of(F, h, p["out"], tokens)
+    return loss_of(F, h, p["out"], tokens, n_target)
 
 
 def rmsnorm(torch, x, w, eps):
@@ -185,7 +197,7 @@ def rope(torch, x, n_heads, cos, sin):
     return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).reshape(B, T, D)
 
 
-def llama_forward(torch, F, c, p, tokens, mask, rope_cs):
+def llama_forward(torch, F, c, p, tokens, mask, rope_cs, n_target=0):
     eps, H, KV = c["eps"], c["n_head"], c["n_kv"]
     cos, sin = rope_cs
     x = p["tok"][tokens]
@@ -198,7 +210,7 @@ def llama_forward(torch, F, c, p, tokens, mask, rope_cs):
         h = rmsnorm(torch, x, L["rms2"], eps)
         x = x + F.linear(F.silu(F.linear(h, L["wgate"])) * F.linear(h, L["wup"]), L["wdown"])
     h = rmsnorm(torch, x, p["rmsf"], eps)
-    return loss_of(F, h, p["out"], tokens)
+    return loss_of(F, h, p["out"], tokens, n_target)
 
 
 # ---- MeZO (large_models/trainer.py) -------------------------------------------------
@@ -257,16 +269,22 @@ def median(v):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=sorted(CONFIGS), required=True)
-    ap.add_argument("--cases", required=True, help="comma-separated BxT, e.g. 1x256,8x256")
+    ap.add_argument("--cases", required=True,
+                    help="comma-separated BxT or BxT:K (loss over the last K tokens), e.g. 1x256,8x256:16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     try:
-        cases = [tuple(int(v) for v in s.lower().split("x")) for s in args.cases.split(",")]
-        if any(len(cs) != 2 or cs[0] < 1 or cs[1] < 2 for cs in cases):
-            raise ValueError
+        cases = []
+        for item in args.cases.split(","):
+            shape, _, kk = item.lower().partition(":")
+            b, t = (int(v) for v in shape.split("x"))
+            k = int(kk) if kk else 0
+            if b < 1 or t < 2 or k < 0 or k > t - 1:
+                raise ValueError
+            cases.append((b, t, k))
     except ValueError:
-        ap.error("--cases wants BxT items, e.g. 1x256,8x256")
+        ap.error("--cases wants BxT or BxT:K items (0 <= K < T), e.g. 1x256,8x256:16")
     if args.reps < 1:
         ap.error("--reps must be >= 1")
     try:
@@ -296,7 +314,7 @@ def main():
     forward = gpt2_forward if args.model == "gpt2" else llama_forward
     g = torch.Generator().manual_seed(1)
     seeds = random.Random(42)  # MeZO: np.random.randint(1000000000) per step
-    for B, T in cases:
+    for B, T, K in cases:
         if T > c["ctx"]:
             ap.error("T=%d exceeds the context %d" % (T, c["ctx"]))
         tokens = torch.randint(0, c["vocab"], (B, T), generator=g)
@@ -309,7 +327,7 @@ def main():
             rope_cs = (ang.cos().float()[None, :, None, :], ang.sin().float()[None, :, None, :])
 
         def fwd():
-            return forward(torch, F, c, p, tokens, mask, rope_cs)
+            return forward(torch, F, c, p, tokens, mask, rope_cs, K)
 
         zo_step(torch, named, fwd, seeds.randrange(1000000000), [0.0, 0.0])  # warm-up
         times, perturb, fwds = [], [], []
@@ -325,9 +343,9 @@ def main():
             if k == 0:
                 loss = l1
         wait = (wait_seconds() - w0) / max(time.perf_counter() - t0, 1e-9)
-        print("TORCH_MEZO model=%s B=%d T=%d threads=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f "
-              "perturb_ms=%.3f fwd_ms=%.3f loss=%.4f wait=%.3f" % (
-                  args.model, B, T, args.threads, median(times) * 1e3, min(times) * 1e3,
+        print("TORCH_MEZO model=%s B=%d T=%d K=%d threads=%d median_ms=%.3f min_ms=%.3f "
+              "max_ms=%.3f perturb_ms=%.3f fwd_ms=%.3f loss=%.4f wait=%.3f" % (
+                  args.model, B, T, K, args.threads, median(times) * 1e3, min(times) * 1e3,
                   max(times) * 1e3, median(perturb) * 1e3, median(fwds) * 1e3, loss, wait),
               flush=True)
         del tokens, mask, rope_cs
