@@ -384,7 +384,7 @@ void lm_tuned_unpack(const model *m, const lm_tuned *t, const float *packed, flo
     if (t->lora_a && t->lora_a[i] != SIZE_MAX)
       model_lora_merge(params + T->offset, params + T->offset, packed + t->lora_b[i],
                        packed + t->lora_a[i], (int)T->shape[0], (int)T->shape[1], t->lora_r,
-                       t->lora_scale);
+                       t->lora_scale, 0);
   }
 }
 
@@ -402,6 +402,7 @@ typedef struct lm_pair {
   atomic_int stop; /* a side failed and left: the other stops waiting */
   float *dst[2];   /* this get's buffer of each side */
   float eps;       /* side 0's eps */
+  unsigned long shared; /* slices built together (counted by side 0) */
 } lm_pair;
 
 /* Slices below this many elements are built by each side alone: a barrier
@@ -418,6 +419,10 @@ static void cpu_relax(void)
 /* Waits until both sides have arrived. -1 when the other side stopped. */
 static int pair_wait(lm_pair *p)
 {
+  /* Once a side has stopped, the count is out of step for good: never
+   * arrive again (arriving alone would pass as "both"). */
+  if (atomic_load_explicit(&p->stop, memory_order_acquire))
+    return -1;
   unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
   if (atomic_fetch_add_explicit(&p->arrived, 1, memory_order_acq_rel) == 1) {
     atomic_store_explicit(&p->arrived, 0, memory_order_relaxed);
@@ -466,7 +471,8 @@ static const float *lora_get(lm_view *v, int t)
   }
   float *dst = v->buf[v->next];
   v->next ^= 1;
-  model_lora_merge(dst, v->m->params + T->offset, b, a, out, in, r, tu->lora_scale);
+  model_lora_merge(dst, v->m->params + T->offset, b, a, out, in, r, tu->lora_scale,
+                   v->threads == 1);
   return dst;
 }
 
@@ -495,10 +501,14 @@ static const float *view_get(void *ctx, int t, size_t first, size_t n)
       size_t lo = v->side ? h : 0, hi = v->side ? n : h;
       rng_axpy_pm(v->dir.dist, &v->dir.stream, i0 + lo, hi - lo, p->eps, base + lo,
                   p->dst[0] + lo, p->dst[1] + lo);
-      if (pair_wait(p) == 0)
+      if (pair_wait(p) == 0) {
+        p->shared += v->side == 0;
         return dst;
+      }
     }
-    /* The other side failed and left: build the whole slice here. */
+    /* The other side failed and left: build this slice and every later one
+     * here, alone. */
+    v->pair = NULL;
   }
   rng_axpy_mt(v->dir.dist, &v->dir.stream, at + first, n, v->eps, base, dst, v->threads);
   return dst;
@@ -718,6 +728,8 @@ struct lm_objective {
   lm_view *view2;
   model_ws *ws2;
   lm_pair pair;
+  unsigned long pair_runs; /* probe pairs run side by side */
+  int fail_side;           /* lm_objective_fail_next_pair; -1: none */
 };
 
 /* The training sequence of an example: its text, its completion, or its
@@ -785,7 +797,10 @@ static int eval_pair(lm_objective *o, const float *theta, const zo_dir *dir, flo
       views[sd]->pair = &o->pair;
       views[sd]->side = sd;
       model_ws_set_threads(wss[sd], 1);
-      rv[sd] = mean_loss(o->m, &mv, b, wss[sd], &out[sd], &errs[sd]);
+      if (sd == o->fail_side)
+        rv[sd] = model_fail(&errs[sd], MODEL_EIO, "side %d of a paired probe failed (injected)", sd);
+      else
+        rv[sd] = mean_loss(o->m, &mv, b, wss[sd], &out[sd], &errs[sd]);
       if (rv[sd] != 0)
         atomic_store(&o->pair.stop, 1);
       model_ws_set_threads(wss[sd], 0);
@@ -796,6 +811,8 @@ static int eval_pair(lm_objective *o, const float *theta, const zo_dir *dir, flo
   *ran = got == 2;
   if (got != 2)
     return 0;
+  o->pair_runs++;
+  o->fail_side = -1;
   for (int sd = 0; sd < 2; sd++)
     if (rv[sd] != 0) {
       *err = errs[sd];
@@ -870,6 +887,10 @@ int lm_objective_set_paired(lm_objective *o, int on, model_err *err)
   if (o->threads != 2)
     return model_fail(err, MODEL_EINVAL, "paired probes run on exactly 2 threads, not %d",
                       o->threads);
+  if (!model_concurrent_forwards())
+    return model_fail(err, MODEL_EINVAL, "paired probes need a BLAS that two threads can call "
+                                         "at once without sharing its threads (%s)",
+                      model_blas_info());
   int rv = 0;
   if (!o->ws2)
     rv = model_ws_new(o->m, o->batch, o->T, &o->ws2, err);
@@ -886,6 +907,17 @@ int lm_objective_paired(const lm_objective *o)
   return o->paired;
 }
 
+void lm_objective_pair_stats(const lm_objective *o, unsigned long *pairs, unsigned long *shared)
+{
+  *pairs = o->pair_runs;
+  *shared = o->pair.shared;
+}
+
+void lm_objective_fail_next_pair(lm_objective *o, int side)
+{
+  o->fail_side = side;
+}
+
 int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, int batch,
                      int shards, int threads, lm_objective **out, zo_objective *obj,
                      model_err *err)
@@ -900,6 +932,7 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
     return model_fail(err, MODEL_ENOMEM, "out of memory");
   o->m = m;
   o->tuned = tuned;
+  o->fail_side = -1;
   o->d = d;
   o->shards = shards;
   o->batch = batch;
@@ -921,7 +954,8 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
   const char *env = getenv("ZOTUNE_PAIR");
   size_t allow = m->n_params * sizeof(float) / 8;
   int want = lm_objective_pair_bytes(o) <= (allow > LM_PAIR_FREE_BYTES ? allow : LM_PAIR_FREE_BYTES);
-  if (env && strcmp(env, "on") == 0)
+  int force = env && strcmp(env, "on") == 0;
+  if (force)
     want = 1;
   else if (env && strcmp(env, "off") == 0)
     want = 0;
@@ -929,10 +963,15 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
     lm_objective_free(o);
     return model_fail(err, MODEL_EINVAL, "ZOTUNE_PAIR is '%.40s': use auto, on or off", env);
   }
-  if (want && threads == 2) {
-    model_err ignored;
-    if (lm_objective_set_paired(o, 1, &ignored) != 0)
+  if (force || (want && threads == 2)) {
+    model_err why;
+    if (lm_objective_set_paired(o, 1, &why) != 0) {
       o->paired = 0;
+      if (force) { /* asked for by name: say why it cannot be */
+        lm_objective_free(o);
+        return model_fail(err, MODEL_EINVAL, "ZOTUNE_PAIR=on: %s", why.msg);
+      }
+    }
   }
   obj->dim = tuned ? tuned->dim : m->n_params;
   obj->ctx = o;

@@ -120,5 +120,12 @@ void lm_objective_free(lm_objective *o);
 int lm_objective_set_paired(lm_objective *o, int on, model_err *err);
 int lm_objective_paired(const lm_objective *o);
 size_t lm_objective_pair_bytes(const lm_objective *o);
+/* For tests: probe pairs run side by side, and slices the two sides built
+ * together, since o was made. */
+void lm_objective_pair_stats(const lm_objective *o, unsigned long *pairs, unsigned long *shared);
+/* For tests: in the next paired probe, side `side` (0: +eps, 1: -eps) fails
+ * before its forward, as an allocation failure there would; the probe
+ * returns that error and the other side finishes alone. */
+void lm_objective_fail_next_pair(lm_objective *o, int side);
 
 #endif

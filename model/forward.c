@@ -22,6 +22,7 @@
 #ifdef ZOTUNE_OPENBLAS
 #include <cblas.h>
 void openblas_set_num_threads(int);
+int openblas_get_parallel(void);
 
 static void gemm(int bt, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc, int single)
@@ -887,9 +888,18 @@ size_t model_max_slice(const model *m)
 }
 
 void model_lora_merge(float *dst, const float *w, const float *b, const float *a, int out, int in,
-                      int r, float scale)
+                      int r, float scale, int single)
 {
   if (dst != w)
     memcpy(dst, w, (size_t)out * in * sizeof *dst);
-  gemm(0, out, in, r, scale, b, r, a, in, 1.0f, dst, in, 0);
+  gemm(0, out, in, r, scale, b, r, a, in, 1.0f, dst, in, single);
+}
+
+int model_concurrent_forwards(void)
+{
+#ifdef ZOTUNE_OPENBLAS
+  return openblas_get_parallel() == 2; /* 2: OpenMP; 1: its own pthread pool */
+#else
+  return 1;
+#endif
 }

@@ -123,9 +123,14 @@ void model_set_threads(int threads);
  * not depend on it. Returns -1 for a negative count. */
 int model_ws_set_threads(model_ws *ws, int threads);
 /* dst (out x in) = w + scale * b (out x r) a (r x in): a LoRA-adapted
- * weight, row-major; dst may equal w. */
+ * weight, row-major; dst may equal w. single: on the calling thread only
+ * (its caller runs a forward single-threaded, model_ws_set_threads). */
 void model_lora_merge(float *dst, const float *w, const float *b, const float *a, int out, int in,
-                      int r, float scale);
+                      int r, float scale, int single);
+/* 1 when two threads may each run a single-threaded forward at the same
+ * time without their matrix products sharing (and oversubscribing) one
+ * thread pool: always with BLIS; with OpenBLAS only in its OpenMP build. */
+int model_concurrent_forwards(void);
 /* "BLIS 0.9.0, skx kernels (chosen by zotune)": the GEMM in use. */
 const char *model_blas_info(void);
 

@@ -424,10 +424,14 @@ static void test_objective(void **state)
 
 /* Paired probes (two single-threaded forwards side by side that generate z
  * once between them) give the sequential probes' losses bit for bit: for
- * every tensor tuned (Gaussian), a tuned subset (Rademacher) and LoRA, on
- * random models whose matrices are large enough that the two threads build
- * them together (lm.c's PAIR_MIN), with sequences of uneven length. */
-static void paired_equals_sequential(enum model_arch arch, const char *spec, enum rng_dist dist)
+ * every tensor tuned (Gaussian) and a tuned subset (Rademacher), on random
+ * models whose matrices are large enough that the two threads build them
+ * together (lm.c's PAIR_MIN; `shared` counts such slices), and for LoRA,
+ * whose small adapters each side builds alone. Sequences of uneven length.
+ * A side that fails (injected) fails the probe with its error and leaves
+ * the objective working. */
+static void paired_equals_sequential(enum model_arch arch, const char *spec, enum rng_dist dist,
+                                     int expect_shared)
 {
   model_config c = {0};
   c.arch = arch;
@@ -480,16 +484,37 @@ static void paired_equals_sequential(enum model_arch arch, const char *spec, enu
   size_t allow = m->n_params * sizeof(float) / 8;
   if (allow < LM_PAIR_FREE_BYTES)
     allow = LM_PAIR_FREE_BYTES;
-  assert_int_equal(lm_objective_paired(o) != 0, lm_objective_pair_bytes(o) <= allow);
-  for (uint32_t step = 1; step <= 3; step++) {
+  /* (a BLAS whose threads two callers would share never pairs) */
+  assert_int_equal(lm_objective_paired(o) != 0,
+                   model_concurrent_forwards() && lm_objective_pair_bytes(o) <= allow);
+  if (!model_concurrent_forwards()) {
+    assert_int_equal(lm_objective_set_paired(o, 1, &err), MODEL_EINVAL);
+    assert_non_null(strstr(err.msg, "BLAS"));
+  }
+  for (uint32_t step = 1; step <= 5 && model_concurrent_forwards(); step++) {
     zo_dir dir = {rng_make(6, step, RNG_PERTURB, 0, 0), dist};
     zo_batch zb = {6, step, 0, 0};
     double lp, lm_, pp, pm;
+    unsigned long pairs0, shared0, pairs1, shared1;
     assert_int_equal(lm_objective_set_paired(o, 0, &err), 0);
     assert_int_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &lp, &lm_, &zerr), 0);
     assert_int_equal(lm_objective_set_paired(o, 1, &err), 0);
     assert_true(lm_objective_paired(o));
+    /* One side fails (the first time before any pair has run, so no
+     * buffer of the other side is known yet): an error, no crash, no hang. */
+    if (step == 1 || step == 4) {
+      lm_objective_fail_next_pair(o, step == 1 ? 0 : 1);
+      assert_int_not_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &pp, &pm, &zerr), 0);
+      assert_non_null(strstr(zerr.msg, "injected"));
+    }
+    lm_objective_pair_stats(o, &pairs0, &shared0);
     assert_int_equal(obj.loss_pm(obj.ctx, theta, &dir, 1e-2f, &zb, &pp, &pm, &zerr), 0);
+    lm_objective_pair_stats(o, &pairs1, &shared1);
+    assert_true(pairs1 == pairs0 + 1); /* the probes did run side by side */
+    if (expect_shared)
+      assert_true(shared1 > shared0);
+    else
+      assert_true(shared1 == shared0);
     assert_memory_equal(&lp, &pp, sizeof lp);
     assert_memory_equal(&lm_, &pm, sizeof lm_);
     assert_true(isfinite(lp) && lp != lm_);
@@ -511,9 +536,9 @@ static void paired_equals_sequential(enum model_arch arch, const char *spec, enu
 static void test_paired_probes(void **state)
 {
   (void)state;
-  paired_equals_sequential(MODEL_GPT2, NULL, RNG_GAUSSIAN);
-  paired_equals_sequential(MODEL_LLAMA, "blk.1.*,output.weight", RNG_RADEMACHER);
-  paired_equals_sequential(MODEL_LLAMA, "lora:r=4,targets=q,v", RNG_GAUSSIAN);
+  paired_equals_sequential(MODEL_GPT2, NULL, RNG_GAUSSIAN, 1);
+  paired_equals_sequential(MODEL_LLAMA, "blk.1.*,output.weight", RNG_RADEMACHER, 1);
+  paired_equals_sequential(MODEL_LLAMA, "lora:r=4,targets=q,v", RNG_GAUSSIAN, 0);
 }
 
 int main(void)
