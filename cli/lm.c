@@ -933,6 +933,9 @@ int lm_objective_new(const model *m, const lm_tuned *tuned, const lm_data *d, in
   o->m = m;
   o->tuned = tuned;
   o->fail_side = -1;
+  atomic_init(&o->pair.arrived, 0);
+  atomic_init(&o->pair.gen, 0);
+  atomic_init(&o->pair.stop, 0);
   o->d = d;
   o->shards = shards;
   o->batch = batch;
