@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include "model/model.h"
+#include "tests/bench/bench_models.h"
 #include "tests/bench/bench_util.h"
 
 #ifdef ZOTUNE_OPENBLAS
@@ -81,11 +82,7 @@
 #define TARGET_MIX 0.85 /* forward GFLOP/s >= 85% of its GEMM mix */
 #define TARGET_RSS 1.25 /* peak RSS <= weights + 25% */
 #define PYTHON "/usr/bin/python3"
-#define SEED 0x5EEDF0A4D1234567ull
-
-enum { M_GPT2, M_LLAMA, N_MODELS };
-
-static const char *const model_names[N_MODELS] = {"gpt2", "llama"};
+#define SEED BENCH_SEED
 
 /* The whole run must stay near 3 minutes on 2 cores: the 1-thread rows of
  * the costliest cases are left out (zotune's 8x256, the peer's GPT-2 2048-token
@@ -132,84 +129,6 @@ static int nflagged;
 static double wait_max;
 static int reps = DEFAULT_REPS;
 
-static model_config make_config(int which)
-{
-  model_config c;
-  memset(&c, 0, sizeof c);
-  if (which == M_GPT2) {
-    c.arch = MODEL_GPT2;
-    snprintf(c.name, sizeof c.name, "gpt2");
-    c.n_layer = 12;
-    c.n_embd = 768;
-    c.n_head = 12;
-    c.n_kv_head = 12;
-    c.n_ff = 3072;
-    c.n_vocab = 50257;
-    c.n_ctx = 2048;
-    c.norm_eps = 1e-5f;
-    c.tied = 1;
-  } else {
-    c.arch = MODEL_LLAMA;
-    snprintf(c.name, sizeof c.name, "llama");
-    c.n_layer = 6;
-    c.n_embd = 288;
-    c.n_head = 6;
-    c.n_kv_head = 6;
-    c.n_ff = 768;
-    c.n_vocab = 32000;
-    c.n_ctx = 2048;
-    c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f;
-    c.rope = MODEL_ROPE_INTERLEAVED; /* llama2.c's pairs */
-    c.tied = 0;
-  }
-  return c;
-}
-
-/* ---- random model and batch ------------------------------------------- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1Dull;
-}
-
-/* Norm weights 1, biases 0, everything else U(-a, a) with std 0.02. */
-static void fill_weights(model *m, uint64_t seed)
-{
-  const float a = 0.02f * 1.7320508f;
-  uint64_t s = seed | 1;
-  for (int i = 0; i < m->n_tensors; i++) {
-    const model_tensor *t = &m->tensors[i];
-    float *p = m->params + t->offset;
-    if (t->n_dims == 1) {
-      float v = strstr(t->name, "norm.weight") ? 1.0f : 0.0f;
-      for (size_t j = 0; j < t->n; j++)
-        p[j] = v;
-      continue;
-    }
-    for (size_t j = 0; j < t->n; j++) {
-      float u = (float)(rng_next(&s) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-      p[j] = (2.0f * u - 1.0f) * a;
-    }
-  }
-}
-
-static int new_model(int which, model **out)
-{
-  model_config c = make_config(which);
-  model_err err;
-  if (model_new(&c, out, &err) != 0) {
-    fprintf(stderr, "bench_forward: model_new(%s): %s\n", model_names[which], err.msg);
-    return -1;
-  }
-  fill_weights(*out, SEED + (uint64_t)which);
-  return 0;
-}
 
 struct batch {
   model_batch b;
@@ -228,7 +147,7 @@ static int new_batch(const model *m, int B, int T, struct batch *bt)
     return -1;
   }
   for (size_t i = 0; i < (size_t)B * T; i++)
-    bt->tokens[i] = (int32_t)(rng_next(&s) % (uint64_t)m->cfg.n_vocab);
+    bt->tokens[i] = (int32_t)(bench_next(&s) % (uint64_t)m->cfg.n_vocab);
   for (int i = 0; i < B; i++)
     bt->len[i] = T;
   bt->b.B = B;
@@ -756,7 +675,7 @@ static void rss_child(int fd)
   long count;
   model_set_threads(MAX_THREADS);
   ri.base_kb = status_kb("VmRSS");
-  if (new_model(M_GPT2, &m) != 0)
+  if (bench_new_model("bench_forward", M_GPT2, &m) != 0)
     goto out;
   ri.n_params = (double)m->n_params;
   ri.model_kb = status_kb("VmRSS");
@@ -837,7 +756,7 @@ static int print_models(int quick)
   printf("|-------|-----|------|-------|-----|------|-------|------|------|-------------|"
          "-------------|\n");
   for (int mi = 0; mi < N_MODELS; mi++) {
-    model_config c = make_config(mi);
+    model_config c = bench_model_config(mi);
     model *m = NULL;
     model_err err;
     if (model_new(&c, &m, &err) != 0) { /* layout only: the zeroed params stay untouched */
@@ -1145,7 +1064,7 @@ int main(int argc, char **argv)
   ps.n_envs = peer_envs(ps.envs, peer_env);
   for (int mi = 0; mi < N_MODELS; mi++) {
     model *m = NULL;
-    if (new_model(mi, &m) != 0)
+    if (bench_new_model("bench_forward", mi, &m) != 0)
       return 1;
     for (int ci = 0; ci < N_CASES; ci++) {
       if (cases[ci].model != mi || (quick && !cases[ci].quick))

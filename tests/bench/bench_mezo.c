@@ -72,6 +72,7 @@
 #include "cli/lm.h"
 #include "model/model.h"
 #include "rng/rng.h"
+#include "tests/bench/bench_models.h"
 #include "tests/bench/bench_util.h"
 #include "zo/codec.h"
 #include "zo/spsa.h"
@@ -83,7 +84,7 @@
 #define LR 1e-6
 #define EPS 1e-3
 #define PYTHON "/usr/bin/python3"
-#define SEED 0x5EEDF0A4D1234567ull
+#define SEED BENCH_SEED
 
 /* performance.md s.2.2 / s.4.2, the reference VM (QUOTED, not measured here):
  * PyTorch 1.13 MeZO in place, tuned BLAS, GPT-2 2x128 and 16x128 tokens; the
@@ -92,10 +93,6 @@
 #define REF_TORCH_2048 6.47
 #define REF_FLOOR_256 0.33
 #define REF_FLOOR_2048 2.2
-
-enum { M_GPT2, M_LLAMA, N_MODELS };
-
-static const char *const model_names[N_MODELS] = {"gpt2", "llama"};
 
 struct bcase {
   int model, B, T;
@@ -166,82 +163,6 @@ static double mark_wait(double wait, char *mark, size_t len)
 
 /* ---- models and data ---------------------------------------------------- */
 
-static model_config make_config(int which)
-{
-  model_config c;
-  memset(&c, 0, sizeof c);
-  if (which == M_GPT2) {
-    c.arch = MODEL_GPT2;
-    snprintf(c.name, sizeof c.name, "gpt2");
-    c.n_layer = 12;
-    c.n_embd = 768;
-    c.n_head = 12;
-    c.n_kv_head = 12;
-    c.n_ff = 3072;
-    c.n_vocab = 50257;
-    c.n_ctx = 2048;
-    c.norm_eps = 1e-5f;
-    c.tied = 1;
-  } else {
-    c.arch = MODEL_LLAMA;
-    snprintf(c.name, sizeof c.name, "llama");
-    c.n_layer = 6;
-    c.n_embd = 288;
-    c.n_head = 6;
-    c.n_kv_head = 6;
-    c.n_ff = 768;
-    c.n_vocab = 32000;
-    c.n_ctx = 2048;
-    c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f;
-    c.rope = MODEL_ROPE_INTERLEAVED;
-    c.tied = 0;
-  }
-  return c;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1Dull;
-}
-
-/* Norm weights 1, biases 0, everything else U(-a, a) with std 0.02. */
-static void fill_weights(model *m, uint64_t seed)
-{
-  const float a = 0.02f * 1.7320508f;
-  uint64_t s = seed | 1;
-  for (int i = 0; i < m->n_tensors; i++) {
-    const model_tensor *t = &m->tensors[i];
-    float *p = m->params + t->offset;
-    if (t->n_dims == 1) {
-      float v = strstr(t->name, "norm.weight") ? 1.0f : 0.0f;
-      for (size_t j = 0; j < t->n; j++)
-        p[j] = v;
-      continue;
-    }
-    for (size_t j = 0; j < t->n; j++) {
-      float u = (float)(rng_next(&s) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-      p[j] = (2.0f * u - 1.0f) * a;
-    }
-  }
-}
-
-static int new_model(int which, model **out)
-{
-  model_config c = make_config(which);
-  model_err err;
-  if (model_new(&c, out, &err) != 0) {
-    fprintf(stderr, "bench_mezo: model_new(%s): %s\n", model_names[which], err.msg);
-    return -1;
-  }
-  fill_weights(*out, SEED + (uint64_t)which);
-  return 0;
-}
 
 /* B plain-text examples of exactly T random tokens each (every position
  * after the first is a target). */
@@ -273,7 +194,7 @@ static int new_data(const model *m, int B, int T, int K, struct data *dt)
     return -1;
   }
   for (size_t i = 0; i < (size_t)B * T; i++)
-    dt->ids[i] = (int32_t)(rng_next(&s) % (uint64_t)m->cfg.n_vocab);
+    dt->ids[i] = (int32_t)(bench_next(&s) % (uint64_t)m->cfg.n_vocab);
   for (int i = 0; i < B; i++) {
     dt->seq[i].ids = dt->ids + (size_t)i * T;
     dt->seq[i].n = T;
@@ -519,7 +440,7 @@ static void rss_child(int fd, int alias)
   make_zo_config(&zc);
   model_set_threads(MAX_THREADS);
   ri.base_kb = status_kb("VmRSS");
-  if (new_model(M_GPT2, &m) != 0)
+  if (bench_new_model("bench_mezo", M_GPT2, &m) != 0)
     goto out;
   ri.n_params = (double)m->n_params;
   ri.model_kb = status_kb("VmRSS");
@@ -1149,7 +1070,7 @@ static void print_models(void)
   printf("|-------|-----|------|-------|------|-------|------|------|-------------|-------------|"
          "\n");
   for (int mi = 0; mi < N_MODELS; mi++) {
-    model_config c = make_config(mi);
+    model_config c = bench_model_config(mi);
     model *m = NULL;
     model_err err;
     if (model_new(&c, &m, &err) != 0)
@@ -1264,7 +1185,7 @@ int main(int argc, char **argv)
       continue;
     model *m = NULL;
     zo_state st;
-    if (new_model(mi, &m) != 0)
+    if (bench_new_model("bench_mezo", mi, &m) != 0)
       return 1;
     if (zo_state_init(&st, &zc, m->params, m->n_params, &zerr) != 0) {
       fprintf(stderr, "bench_mezo: zo_state_init: %s\n", zerr.msg);
