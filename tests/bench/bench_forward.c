@@ -42,7 +42,7 @@
  *   --peer      the peer script (default: ZOTUNE_TORCH_PEER, else
  *               peers/torch_forward.py next to this source file);
  *   --peer-env  variables for the peer instead of the BLAS setups tried by
- *               default (see peer_envs), e.g. '' for the system's BLAS.
+ *               default (see tests/bench/bench_peer.h), e.g. '' for the system's BLAS.
  * About 2.5 minutes on a quiet 2-core AVX-512 VM.
  *
  * Exit status: 0, or 1 when something failed (allocation, a model call, a
@@ -62,6 +62,7 @@
 
 #include "model/model.h"
 #include "tests/bench/bench_models.h"
+#include "tests/bench/bench_peer.h"
 #include "tests/bench/bench_util.h"
 
 #ifdef ZOTUNE_OPENBLAS
@@ -534,51 +535,6 @@ static int find_case(int model_i, int B, int T)
   return -1;
 }
 
-/* How the peer's BLAS is chosen: torch 1.13 calls whatever libblas.so.3 the
- * loader finds (performance.md s.2.1). Preferred: Debian's BLIS with the same
- * kernels zotune runs (BLIS_ARCH_TYPE=0 = skx on AVX-512 CPUs), so the
- * comparison is about everything but the GEMM kernel; then BLIS as it
- * detects the CPU (BLIS_ARCH_TYPE is fragile, s.1.2); then OpenBLAS-openmp
- * (one OpenMP runtime with torch: the "tuned" peer of s.2.1); last, the BLAS
- * the system alternatives point to. --peer-env replaces the list. */
-#define LIBDIR "/usr/lib/x86_64-linux-gnu/"
-#define MAX_PEER_ENVS 4
-
-struct peer_env {
-  char env[400];
-  char label[160];
-};
-
-static int peer_envs(struct peer_env *e, const char *custom)
-{
-  int n = 0;
-  if (custom) {
-    snprintf(e[0].env, sizeof e[0].env, "%s", custom);
-    snprintf(e[0].label, sizeof e[0].label, "environment from --peer-env");
-    return 1;
-  }
-  if (access(LIBDIR "blis-openmp/libblas.so.3", R_OK) == 0) {
-    if (have_avx512()) {
-      snprintf(e[n].env, sizeof e[n].env,
-               "LD_LIBRARY_PATH=" LIBDIR "blis-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "
-               "BLIS_ARCH_TYPE=0");
-      snprintf(e[n++].label, sizeof e[0].label,
-               "BLIS blis-openmp forced to skx kernels (BLIS_ARCH_TYPE=0), as zotune's");
-    }
-    snprintf(e[n].env, sizeof e[n].env,
-             "LD_LIBRARY_PATH=" LIBDIR "blis-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}");
-    snprintf(e[n++].label, sizeof e[0].label, "BLIS blis-openmp, kernels as BLIS detects them");
-  }
-  if (access(LIBDIR "openblas-openmp/libblas.so.3", R_OK) == 0) {
-    snprintf(e[n].env, sizeof e[n].env,
-             "LD_LIBRARY_PATH=" LIBDIR "openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}");
-    snprintf(e[n++].label, sizeof e[0].label, "OpenBLAS openmp (performance.md s.2.1 'tuned')");
-  }
-  e[n].env[0] = '\0';
-  snprintf(e[n++].label, sizeof e[0].label, "the system's libblas.so.3, as installed");
-  return n;
-}
-
 /* Runs the peer for one model and thread count over the cases marked in
  * sel, with env before the command; fills results[].peer_*. Returns the
  * number of cases measured, or -1 when the peer reports that torch cannot
@@ -632,18 +588,8 @@ static int run_peer(const char *script, int model_i, const int *sel, int threads
         r->peer_wait[thr] = wait;
         got++;
       }
-    } else if (strncmp(line, "TORCH_INFO ", 11) == 0) {
-      copy_str(info, info_len, line + 11);
-    } else if (strncmp(line, "TORCH_INFO_END ", 15) == 0) {
-      size_t il = strlen(info);
-      if (il && il + 1 < info_len)
-        info[il++] = ' ';
-      copy_str(info + il, info_len - il, line + 15);
-    } else if (strncmp(line, "TORCH_SKIP ", 11) == 0) {
-      copy_str(errbuf, err_len, line + 11);
-      skip = 1;
-    } else if (line[0]) {
-      copy_str(errbuf, err_len, line); /* keep the last other line */
+    } else {
+      bench_peer_line(line, info, info_len, errbuf, err_len, &skip);
     }
   }
   int st = pclose(p);
@@ -1061,7 +1007,7 @@ int main(int argc, char **argv)
   printf("\n## zotune forward + loss vs its GEMM mix (median of %d)\n\n", reps);
   table_header();
   const int peer_exists = access(peer, R_OK) == 0, python_ok = access(PYTHON, X_OK) == 0;
-  ps.n_envs = peer_envs(ps.envs, peer_env);
+  ps.n_envs = bench_peer_envs(ps.envs, peer_env, PEER_SAME_KERNELS_FIRST);
   for (int mi = 0; mi < N_MODELS; mi++) {
     model *m = NULL;
     if (bench_new_model("bench_forward", mi, &m) != 0)

@@ -73,6 +73,7 @@
 #include "model/model.h"
 #include "rng/rng.h"
 #include "tests/bench/bench_models.h"
+#include "tests/bench/bench_peer.h"
 #include "tests/bench/bench_util.h"
 #include "zo/codec.h"
 #include "zo/spsa.h"
@@ -529,54 +530,6 @@ static int find_case(int model_i, int B, int T, int K)
   return -1;
 }
 
-/* How the peer's BLAS is chosen: torch 1.13 calls whatever libblas.so.3 the
- * loader finds (performance.md s.2.1), and the as-installed openblas-pthread
- * oversubscribes the cores with torch's OpenMP threads. The peer gets the
- * best setup available, tried in order: OpenBLAS-openmp (performance.md's
- * "tuned" peer, the one the BRIEF's targets quote); Debian's BLIS-openmp
- * with the skx kernels zotune runs (BLIS_ARCH_TYPE=0, AVX-512 CPUs; the
- * override is fragile, s.1.2, hence the next entry); BLIS as it detects the
- * CPU; last, the system's libblas.so.3. A setup that reports nothing (e.g.
- * BLIS aborting on BLIS_ARCH_TYPE) falls through to the next. --peer-env
- * replaces the list. */
-#define LIBDIR "/usr/lib/x86_64-linux-gnu/"
-#define MAX_PEER_ENVS 5
-
-struct peer_env {
-  char env[400];
-  char label[160];
-};
-
-static int peer_envs(struct peer_env *e, const char *custom)
-{
-  int n = 0;
-  if (custom) {
-    snprintf(e[0].env, sizeof e[0].env, "%s", custom);
-    snprintf(e[0].label, sizeof e[0].label, "environment from --peer-env");
-    return 1;
-  }
-  if (access(LIBDIR "openblas-openmp/libblas.so.3", R_OK) == 0) {
-    snprintf(e[n].env, sizeof e[n].env,
-             "LD_LIBRARY_PATH=" LIBDIR "openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}");
-    snprintf(e[n++].label, sizeof e[0].label, "OpenBLAS openmp (performance.md s.2.1 'tuned')");
-  }
-  if (access(LIBDIR "blis-openmp/libblas.so.3", R_OK) == 0) {
-    if (have_avx512()) {
-      snprintf(e[n].env, sizeof e[n].env,
-               "LD_LIBRARY_PATH=" LIBDIR "blis-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "
-               "BLIS_ARCH_TYPE=0");
-      snprintf(e[n++].label, sizeof e[0].label,
-               "BLIS blis-openmp forced to skx kernels (BLIS_ARCH_TYPE=0), as zotune's");
-    }
-    snprintf(e[n].env, sizeof e[n].env,
-             "LD_LIBRARY_PATH=" LIBDIR "blis-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}");
-    snprintf(e[n++].label, sizeof e[0].label, "BLIS blis-openmp, kernels as BLIS detects them");
-  }
-  e[n].env[0] = '\0';
-  snprintf(e[n++].label, sizeof e[0].label, "the system's libblas.so.3, as installed");
-  return n;
-}
-
 /* Runs the peer for one model and thread count over the cases marked in
  * sel, with env before the command; fills results[].peer_*. Returns the
  * number of cases measured, or -1 when the peer reports that torch cannot
@@ -633,18 +586,8 @@ static int run_peer(const char *script, int model_i, const int *sel, int threads
         r->peer_wait[thr] = wait;
         got++;
       }
-    } else if (strncmp(line, "TORCH_INFO ", 11) == 0) {
-      copy_str(info, info_len, line + 11);
-    } else if (strncmp(line, "TORCH_INFO_END ", 15) == 0) {
-      size_t il = strlen(info);
-      if (il && il + 1 < info_len)
-        info[il++] = ' ';
-      copy_str(info + il, info_len - il, line + 15);
-    } else if (strncmp(line, "TORCH_SKIP ", 11) == 0) {
-      copy_str(errbuf, err_len, line + 11);
-      skip = 1;
-    } else if (line[0]) {
-      copy_str(errbuf, err_len, line); /* keep the last other line */
+    } else {
+      bench_peer_line(line, info, info_len, errbuf, err_len, &skip);
     }
   }
   int st = pclose(p);
@@ -1172,7 +1115,7 @@ int main(int argc, char **argv)
   printf("\n## zotune MeZO step (median of %d)\n\n", reps);
   table_header();
   const int peer_exists = access(peer, R_OK) == 0, python_ok = access(PYTHON, X_OK) == 0;
-  ps.n_envs = peer_envs(ps.envs, peer_env);
+  ps.n_envs = bench_peer_envs(ps.envs, peer_env, PEER_TUNED_FIRST);
   zo_config zc;
   make_zo_config(&zc);
   zo_err zerr;
