@@ -97,8 +97,9 @@ int zo_snapshot_write(const char *dir, const uint8_t config_hash[32], const zo_s
     size_t l = strlen(e->d_name);
     if (strncmp(e->d_name, "step-", 5) == 0 && l > 10 &&
         strcmp(e->d_name + l - 10, ".zsnap.tmp") == 0) {
-      snprintf(path, sizeof path, "%s/%s", sdir, e->d_name);
-      unlink(path);
+      int w = snprintf(path, sizeof path, "%s/%s", sdir, e->d_name);
+      if (w > 0 && (size_t)w < sizeof path) /* never unlink a cut-short name */
+        unlink(path);
     }
   }
   if (d)
