@@ -459,17 +459,32 @@ int model_ws_set_threads(model_ws *ws, int threads)
   return 0;
 }
 
-size_t model_ws_bytes(const model *m, int B, int T)
+/* Floats in each workspace buffer for B sequences of T tokens; x is the
+ * size of each of x, xb, att and hidden; hb2 is 0 without a gated MLP. */
+typedef struct ws_sizes {
+  size_t x, qkv, hb, hb2, scores, rope, logits, bias;
+} ws_sizes;
+
+static ws_sizes ws_sizes_of(const model *m, int B, int T, int threads)
 {
   const model_config *c = &m->cfg;
   size_t bt = (size_t)B * T, d = (size_t)c->n_embd, hd = d / (size_t)c->n_head;
   size_t kvd = hd * (size_t)c->n_kv_head, ff = (size_t)c->n_ff;
-  size_t floats = bt * d * 4                                     /* x, xb, att, hidden */
-                  + bt * (d + 2 * kvd)                            /* qkv */
-                  + bt * ff * (c->arch == MODEL_LLAMA ? 2 : 1)    /* hb, hb2 */
-                  + (size_t)n_threads * QUERY_BLOCK * (size_t)T   /* scores */
-                  + 2 * (size_t)T * (hd / 2 + 1)                  /* rope tables */
-                  + (size_t)ROW_CHUNK * VOCAB_CHUNK + d + 2 * kvd; /* logits, bias */
+  ws_sizes z = {bt * d,
+                bt * (d + 2 * kvd),
+                bt * ff,
+                c->arch == MODEL_LLAMA ? bt * ff : 0,
+                (size_t)threads * QUERY_BLOCK * (size_t)T, /* one block of scores per thread */
+                (size_t)T * (hd / 2 + 1),
+                (size_t)ROW_CHUNK * VOCAB_CHUNK,
+                d + 2 * kvd};
+  return z;
+}
+
+size_t model_ws_bytes(const model *m, int B, int T)
+{
+  ws_sizes z = ws_sizes_of(m, B, T, n_threads);
+  size_t floats = 4 * z.x + z.qkv + z.hb + z.hb2 + z.scores + 2 * z.rope + z.logits + z.bias;
   return floats * sizeof(float) + sizeof(model_ws);
 }
 
@@ -478,8 +493,7 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   const model_config *c = &m->cfg;
   if (B < 1 || T < 1 || T > c->n_ctx)
     return model_fail(err, MODEL_EINVAL, "batch %d x %d tokens (context is %d)", B, T, c->n_ctx);
-  size_t bt = (size_t)B * T, d = (size_t)c->n_embd, hd = d / (size_t)c->n_head;
-  size_t kvd = hd * (size_t)c->n_kv_head;
+  size_t hd = (size_t)c->n_embd / (size_t)c->n_head;
   model_ws *ws = calloc(1, sizeof *ws);
   if (!ws)
     return model_fail(err, MODEL_ENOMEM, "out of memory");
@@ -487,19 +501,20 @@ int model_ws_new(const model *m, int B, int T, model_ws **out, model_err *err)
   ws->T = T;
   ws->max_threads = n_threads; /* one T x T score buffer per attention thread */
   ws->k = kernels_pick();
-  ws->x = malloc(bt * d * sizeof(float));
-  ws->xb = malloc(bt * d * sizeof(float));
-  ws->qkv = malloc(bt * (d + 2 * kvd) * sizeof(float));
-  ws->att = malloc(bt * d * sizeof(float));
-  ws->hb = malloc(bt * (size_t)c->n_ff * sizeof(float));
-  ws->hb2 = c->arch == MODEL_LLAMA ? malloc(bt * (size_t)c->n_ff * sizeof(float)) : NULL;
-  ws->hidden = malloc(bt * d * sizeof(float));
-  ws->scores = malloc((size_t)ws->max_threads * QUERY_BLOCK * T * sizeof(float));
-  ws->rope_cos = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
-  ws->rope_sin = malloc((size_t)T * (hd / 2 + 1) * sizeof(float));
-  ws->logits = malloc((size_t)ROW_CHUNK * VOCAB_CHUNK * sizeof(float));
-  ws->bias = malloc((d + 2 * kvd) * sizeof(float));
-  if (!ws->x || !ws->xb || !ws->qkv || !ws->att || !ws->hb || (c->arch == MODEL_LLAMA && !ws->hb2) ||
+  ws_sizes z = ws_sizes_of(m, B, T, ws->max_threads);
+  ws->x = malloc(z.x * sizeof(float));
+  ws->xb = malloc(z.x * sizeof(float));
+  ws->qkv = malloc(z.qkv * sizeof(float));
+  ws->att = malloc(z.x * sizeof(float));
+  ws->hb = malloc(z.hb * sizeof(float));
+  ws->hb2 = z.hb2 ? malloc(z.hb2 * sizeof(float)) : NULL;
+  ws->hidden = malloc(z.x * sizeof(float));
+  ws->scores = malloc(z.scores * sizeof(float));
+  ws->rope_cos = malloc(z.rope * sizeof(float));
+  ws->rope_sin = malloc(z.rope * sizeof(float));
+  ws->logits = malloc(z.logits * sizeof(float));
+  ws->bias = malloc(z.bias * sizeof(float));
+  if (!ws->x || !ws->xb || !ws->qkv || !ws->att || !ws->hb || (z.hb2 && !ws->hb2) ||
       !ws->hidden || !ws->scores || !ws->rope_cos || !ws->rope_sin || !ws->logits || !ws->bias) {
     model_ws_free(ws);
     return model_fail(err, MODEL_ENOMEM, "out of memory for a %d x %d workspace", B, T);
