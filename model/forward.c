@@ -388,7 +388,8 @@ static const kernels *kernels_pick(void)
 static int n_threads = 1;
 
 #define VOCAB_CHUNK 2048 /* LM head: vocabulary rows per chunk */
-#define ROW_CHUNK 256    /* LM head: positions per chunk */
+#define ROW_CHUNK 1024   /* LM head: positions per chunk (BLIS at M = 1024 runs the
+                            * GPT-2 head 15% faster than at 256; 8 MB of logits) */
 #define QUERY_BLOCK 128  /* attention: query rows per block */
 
 struct model_ws {
@@ -403,7 +404,7 @@ struct model_ws {
   float *hidden; /* (B*T, dim) after the final norm */
   float *scores; /* (max_threads, QUERY_BLOCK, T) */
   float *rope_cos, *rope_sin; /* (T, head_dim/2) */
-  float *logits; /* (ROW_CHUNK, VOCAB_CHUNK) */
+  float *logits; /* (min(B*T, ROW_CHUNK), min(vocab, VOCAB_CHUNK)) */
   float *bias;   /* (dim + 2*kv_dim): copies of bias vectors */
   int max_threads;
   int threads; /* set by model_ws_set_threads; 0 = model_set_threads's count */
@@ -476,7 +477,8 @@ static ws_sizes ws_sizes_of(const model *m, int B, int T, int threads)
                 c->arch == MODEL_LLAMA ? bt * ff : 0,
                 (size_t)threads * QUERY_BLOCK * (size_t)T, /* one block of scores per thread */
                 (size_t)T * (hd / 2 + 1),
-                (size_t)ROW_CHUNK * VOCAB_CHUNK,
+                (bt < ROW_CHUNK ? bt : ROW_CHUNK) *
+                    (size_t)(c->n_vocab < VOCAB_CHUNK ? c->n_vocab : VOCAB_CHUNK),
                 d + 2 * kvd};
   return z;
 }

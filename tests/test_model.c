@@ -232,6 +232,66 @@ static void test_padding_is_inert(void **state)
   fx_free(&f);
 }
 
+/* The LM head runs over the loss rows in chunks (1024 rows at a time): a
+ * batch of more rows than that gives every sequence exactly the loss it
+ * gets alone, on 1 thread and on 2. */
+static void test_loss_over_row_chunks(void **state)
+{
+  (void)state;
+  model_config c = {0};
+  c.arch = MODEL_LLAMA;
+  strcpy(c.name, "llama");
+  c.n_layer = 1;
+  c.n_embd = 64;
+  c.n_head = 4;
+  c.n_kv_head = 2;
+  c.n_ff = 128;
+  c.n_vocab = 300;
+  c.n_ctx = 512;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  model *m;
+  model_err err = {0, ""};
+  assert_int_equal(model_new(&c, &m, &err), 0);
+  for (size_t i = 0; i < m->n_params; i++) /* deterministic, not symmetric */
+    m->params[i] = 0.05f * sinf(0.37f * (float)i + 0.11f * (float)(i % 7));
+  enum { B = 3, T = 500 }; /* 3 x 499 = 1497 loss rows: two chunks */
+  int32_t *tok = malloc(sizeof(int32_t) * B * T);
+  assert_non_null(tok);
+  for (int i = 0; i < B * T; i++)
+    tok[i] = (int32_t)((i * 7919u + (unsigned)(i / T) * 13u) % 300u);
+  int len[B] = {T, T, T - 3};
+  model_view v = model_plain_view(m);
+  for (int th = 1; th <= 2; th++) {
+    model_set_threads(th);
+    model_ws *all, *one;
+    assert_int_equal(model_ws_new(m, B, T, &all, &err), 0);
+    assert_int_equal(model_ws_new(m, 1, T, &one, &err), 0);
+    model_batch b = {B, T, tok, len, NULL};
+    double sum[B];
+    long cnt[B];
+    assert_int_equal(model_forward(m, &v, &b, all, &err), 0);
+    assert_int_equal(model_loss_seq(m, &v, &b, all, sum, cnt, &err), 0);
+    for (int s = 0; s < B; s++) {
+      model_batch b1 = {1, T, tok + (size_t)s * T, &len[s], NULL};
+      double s1;
+      long c1;
+      assert_int_equal(model_forward(m, &v, &b1, one, &err), 0);
+      assert_int_equal(model_loss_seq(m, &v, &b1, one, &s1, &c1, &err), 0);
+      assert_int_equal(cnt[s], len[s] - 1);
+      assert_int_equal(c1, cnt[s]);
+      assert_true(s1 == sum[s]); /* rows are independent: the same bits */
+      /* a real forward: not the uniform log(vocab) of every row */
+      assert_true(isfinite(s1) && fabs(s1 / (double)c1 - log(300.0)) > 1e-3);
+    }
+    model_ws_free(all);
+    model_ws_free(one);
+  }
+  model_set_threads(1);
+  free(tok);
+  model_free(m);
+}
+
 /* A model written by model_save_gguf reads back with the same parameters
  * (F32 exactly; BF16 to bf16 rounding). */
 static void test_save_load_round_trip(void **state)
@@ -302,6 +362,7 @@ int main(void)
       cmocka_unit_test(test_gpt2_tied_f32),     cmocka_unit_test(test_gpt2_untied_f16),
       cmocka_unit_test(test_llama_gqa_f32),     cmocka_unit_test(test_qwen2_bias_bf16),
       cmocka_unit_test(test_two_threads),       cmocka_unit_test(test_padding_is_inert),
+      cmocka_unit_test(test_loss_over_row_chunks),
       cmocka_unit_test(test_save_load_round_trip), cmocka_unit_test(test_bad_models),
       cmocka_unit_test(test_batch_errors),
   };
