@@ -514,6 +514,28 @@ static const float *view_get(void *ctx, int t, size_t first, size_t n)
   return dst;
 }
 
+/* Floats in each of a view's two LoRA scratch buffers (0 without LoRA):
+ * r x the longer side of the largest adapted tensor. */
+static size_t lora_scratch(const model *m, const lm_tuned *tuned)
+{
+  size_t mx = 0;
+  if (tuned && tuned->lora_a)
+    for (int i = 0; i < m->n_tensors; i++)
+      if (tuned->lora_a[i] != SIZE_MAX) {
+        size_t k = (size_t)tuned->lora_r *
+                   (size_t)(m->tensors[i].shape[0] > m->tensors[i].shape[1] ? m->tensors[i].shape[0]
+                                                                           : m->tensors[i].shape[1]);
+        mx = k > mx ? k : mx;
+      }
+  return mx;
+}
+
+/* Bytes a view allocates: two slice buffers and the LoRA scratch. */
+static size_t view_bytes(const model *m, const lm_tuned *tuned)
+{
+  return 2 * (model_max_slice(m) + lora_scratch(m, tuned)) * sizeof(float);
+}
+
 int lm_view_new(const model *m, const lm_tuned *tuned, lm_view **out, model_err *err)
 {
   lm_view *v = calloc(1, sizeof *v);
@@ -523,14 +545,7 @@ int lm_view_new(const model *m, const lm_tuned *tuned, lm_view **out, model_err 
   v->tuned = tuned;
   v->cap = model_max_slice(m);
   if (tuned && tuned->lora_a) {
-    size_t mx = 0;
-    for (int i = 0; i < m->n_tensors; i++)
-      if (tuned->lora_a[i] != SIZE_MAX) {
-        size_t k = (size_t)tuned->lora_r *
-                   (size_t)(m->tensors[i].shape[0] > m->tensors[i].shape[1] ? m->tensors[i].shape[0]
-                                                                           : m->tensors[i].shape[1]);
-        mx = k > mx ? k : mx;
-      }
+    size_t mx = lora_scratch(m, tuned);
     v->la = malloc(mx * sizeof(float));
     v->lb = malloc(mx * sizeof(float));
     if (!v->la || !v->lb) {
@@ -871,8 +886,7 @@ void lm_objective_free(lm_objective *o)
 
 size_t lm_objective_pair_bytes(const lm_objective *o)
 {
-  return model_ws_bytes(o->m, o->batch, o->T) +
-         2 * model_max_slice(o->m) * sizeof(float);
+  return model_ws_bytes(o->m, o->batch, o->T) + view_bytes(o->m, o->tuned);
 }
 
 int lm_objective_set_paired(lm_objective *o, int on, model_err *err)

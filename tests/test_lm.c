@@ -487,6 +487,16 @@ static void paired_equals_sequential(enum model_arch arch, const char *spec, enu
   /* (a BLAS whose threads two callers would share never pairs) */
   assert_int_equal(lm_objective_paired(o) != 0,
                    model_concurrent_forwards() && lm_objective_pair_bytes(o) <= allow);
+  if (tp && tp->lora_a) {
+    /* the rule counts the second view's LoRA scratch: two buffers of
+     * r x the longest side of an adapted tensor (q: n_embd x n_embd) */
+    lm_objective *full;
+    zo_objective fobj;
+    assert_int_equal(lm_objective_new(m, NULL, &d, 3, 1, 2, &full, &fobj, &err), 0);
+    assert_int_equal(lm_objective_pair_bytes(o) - lm_objective_pair_bytes(full),
+                     2 * (size_t)tp->lora_r * (size_t)c.n_embd * sizeof(float));
+    lm_objective_free(full);
+  }
   if (!model_concurrent_forwards()) {
     assert_int_equal(lm_objective_set_paired(o, 1, &err), MODEL_EINVAL);
     assert_non_null(strstr(err.msg, "BLAS"));
