@@ -397,13 +397,18 @@ static inline void bench_date(char *buf, size_t len)
 __attribute__((target("avx512f"))) static inline float bench_fma512(long n)
 {
   __m512 acc[BENCH_FMA_CHAINS];
-  const __m512 b = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+  __m512 b = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+  /* b and c opaque: clang otherwise folds the chain that starts at 1.0 (a
+   * fixed point of x b + c in float) and runs fewer FMAs than counted */
+  __asm__ volatile("" : "+v"(b), "+v"(c));
   for (int i = 0; i < BENCH_FMA_CHAINS; i++)
     acc[i] = _mm512_set1_ps((float)i);
+  /* 4 rounds of the chains per iteration: the loop's own instructions
+   * would otherwise take FMA ports (gcc unrolls no further by itself) */
   for (long k = 0; k < n; k++)
-#pragma GCC unroll 12
-    for (int i = 0; i < BENCH_FMA_CHAINS; i++)
-      acc[i] = _mm512_fmadd_ps(acc[i], b, c);
+#pragma GCC unroll 48
+    for (int i = 0; i < 4 * BENCH_FMA_CHAINS; i++)
+      acc[i % BENCH_FMA_CHAINS] = _mm512_fmadd_ps(acc[i % BENCH_FMA_CHAINS], b, c);
   __m512 s = acc[0];
   for (int i = 1; i < BENCH_FMA_CHAINS; i++)
     s = _mm512_add_ps(s, acc[i]);
@@ -413,13 +418,16 @@ __attribute__((target("avx512f"))) static inline float bench_fma512(long n)
 __attribute__((target("avx2,fma"))) static inline float bench_fma256(long n)
 {
   __m256 acc[BENCH_FMA_CHAINS];
-  const __m256 b = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+  __m256 b = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+  __asm__ volatile("" : "+x"(b), "+x"(c)); /* opaque, as in bench_fma512 */
   for (int i = 0; i < BENCH_FMA_CHAINS; i++)
     acc[i] = _mm256_set1_ps((float)i);
+  /* 4 rounds of the chains per iteration: the loop's own instructions
+   * would otherwise take FMA ports (gcc unrolls no further by itself) */
   for (long k = 0; k < n; k++)
-#pragma GCC unroll 12
-    for (int i = 0; i < BENCH_FMA_CHAINS; i++)
-      acc[i] = _mm256_fmadd_ps(acc[i], b, c);
+#pragma GCC unroll 48
+    for (int i = 0; i < 4 * BENCH_FMA_CHAINS; i++)
+      acc[i % BENCH_FMA_CHAINS] = _mm256_fmadd_ps(acc[i % BENCH_FMA_CHAINS], b, c);
   __m256 s = acc[0];
   for (int i = 1; i < BENCH_FMA_CHAINS; i++)
     s = _mm256_add_ps(s, acc[i]);
@@ -427,7 +435,82 @@ __attribute__((target("avx2,fma"))) static inline float bench_fma256(long n)
   _mm256_storeu_ps(v, s);
   return v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
 }
+/* The inner loop of an SGEMM microkernel with a 32 x 12 register tile (the
+ * shape of BLIS's and OpenBLAS's AVX-512 SGEMM kernels): per k, two vector
+ * loads of packed A, twelve broadcast loads of packed B, 24 FMAs into 24
+ * accumulators; both panels stay in L1, so there is no packing, no C
+ * traffic and no cache miss: the most any SGEMM built that way can do. */
+#define BENCH_UK_K 128 /* panel depth: A 16 KB + B 6 KB, L1-resident */
+__attribute__((target("avx512f"))) static inline float bench_uk512(long n)
+{
+  _Alignas(64) float pa[BENCH_UK_K * 32], pb[BENCH_UK_K * 12];
+  for (int i = 0; i < BENCH_UK_K * 32; i++)
+    pa[i] = 1e-7f * (float)(i % 97);
+  for (int i = 0; i < BENCH_UK_K * 12; i++)
+    pb[i] = 1e-7f * (float)(i % 89);
+  __asm__ volatile("" : : "r"(pa), "r"(pb) : "memory"); /* panels opaque */
+  __m512 c[24];
+  for (int j = 0; j < 24; j++)
+    c[j] = _mm512_setzero_ps();
+  for (long r = 0; r < n; r++) {
+    const float *a = pa, *b = pb;
+    for (int k = 0; k < BENCH_UK_K; k++, a += 32, b += 12) {
+      const __m512 a0 = _mm512_load_ps(a), a1 = _mm512_load_ps(a + 16);
+#pragma GCC unroll 12
+      for (int j = 0; j < 12; j++) {
+        const __m512 bj = _mm512_set1_ps(b[j]);
+        c[2 * j] = _mm512_fmadd_ps(a0, bj, c[2 * j]);
+        c[2 * j + 1] = _mm512_fmadd_ps(a1, bj, c[2 * j + 1]);
+      }
+    }
+  }
+  __m512 s = c[0];
+  for (int j = 1; j < 24; j++)
+    s = _mm512_add_ps(s, c[j]);
+  return _mm512_reduce_add_ps(s);
+}
 #endif
+
+/* GFLOP/s of `threads` threads each running bench_uk512 for about `secs`
+ * (best of 3): the ceiling of an AVX-512 SGEMM on this machine, to set
+ * beside the FMA peak. 0 without AVX-512. */
+static inline double bench_sgemm_ceiling(int threads, double secs)
+{
+#ifdef BENCH_X86
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f"))
+    return 0.0;
+  /* a panel sweep is 128 x 24 FMAs: ~1.5k cycles, ~0.5 us */
+  const long n = (long)(secs * 2e6);
+  double best = 0.0;
+  float sink = 0.0f;
+  for (int rep = 0; rep < 3; rep++) {
+    double t0 = bench_now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+      float r = bench_uk512(n);
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+      sink += r;
+    }
+    double t = bench_now() - t0;
+    double flop = (double)n * BENCH_UK_K * 24 * 16 * 2.0 * threads;
+    if (flop / t > best)
+      best = flop / t;
+  }
+  volatile float keep = sink;
+  (void)keep;
+  return best * 1e-9;
+#else
+  (void)threads;
+  (void)secs;
+  return 0.0;
+#endif
+}
+
 
 /* FP32 FMA GFLOP/s of `threads` threads, each running BENCH_FMA_CHAINS
  * independent chains in registers for about `secs` (best of 3), with the
@@ -444,8 +527,8 @@ static inline double bench_fma_peak(int threads, double secs, int *width)
   if (!w)
     return 0.0;
   *width = w;
-  /* an iteration is 12 FMAs: 6 cycles on two FMA ports, ~2 ns at 3 GHz */
-  const long n = (long)(secs * 5e8);
+  /* an iteration is 48 FMAs: 24 cycles on two FMA ports, ~8 ns at 3 GHz */
+  const long n = (long)(secs * 1.25e8);
   double best = 0.0;
   float sink = 0.0f;
   for (int rep = 0; rep < 3; rep++) {
@@ -461,7 +544,7 @@ static inline double bench_fma_peak(int threads, double secs, int *width)
       sink += r;
     }
     double t = bench_now() - t0;
-    double flop = (double)n * BENCH_FMA_CHAINS * (w / 32) * 2.0 * threads;
+    double flop = (double)n * 4 * BENCH_FMA_CHAINS * (w / 32) * 2.0 * threads;
     if (flop / t > best)
       best = flop / t;
   }
