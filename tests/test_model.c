@@ -238,18 +238,9 @@ static void test_padding_is_inert(void **state)
 static void test_loss_over_row_chunks(void **state)
 {
   (void)state;
-  model_config c = {0};
-  c.arch = MODEL_LLAMA;
-  strcpy(c.name, "llama");
-  c.n_layer = 1;
-  c.n_embd = 64;
-  c.n_head = 4;
-  c.n_kv_head = 2;
-  c.n_ff = 128;
-  c.n_vocab = 300;
-  c.n_ctx = 512;
-  c.norm_eps = 1e-5f;
-  c.rope_theta = 10000.0f;
+  model_config c = {.arch = MODEL_LLAMA, .name = "llama", .n_layer = 1, .n_embd = 64,
+                    .n_head = 4, .n_kv_head = 2, .n_ff = 128, .n_vocab = 300, .n_ctx = 512,
+                    .norm_eps = 1e-5f, .rope_theta = 10000.0f};
   model *m;
   model_err err = {0, ""};
   assert_int_equal(model_new(&c, &m, &err), 0);

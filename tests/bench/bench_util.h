@@ -13,6 +13,8 @@
  *                      measurement (our threads' run-queue wait; others' CPU);
  *   bench_fma_peak     FP32 FMA throughput of `threads` threads (GFLOP/s): the
  *                      FLOP side of a physical floor;
+ *   bench_sgemm_ceiling the same through an SGEMM microkernel's inner loop
+ *                      (loads and broadcasts included): no BLAS beats it;
  *   bench_cpu_model    "model name" from /proc/cpuinfo;
  *   bench_date         the current UTC date and time.
  *
@@ -471,6 +473,37 @@ __attribute__((target("avx512f"))) static inline float bench_uk512(long n)
 }
 #endif
 
+#ifdef BENCH_X86
+/* GFLOP/s of `threads` threads each running kernel(n), which does
+ * flop_per_call FLOPs and returns a value that is kept (so none of its work
+ * can be dropped): the best of 3. */
+static inline double bench_best_gflops(int threads, float (*kernel)(long), long n,
+                                       double flop_per_call)
+{
+  double best = 0.0;
+  float sink = 0.0f;
+  for (int rep = 0; rep < 3; rep++) {
+    double t0 = bench_now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+      float r = kernel(n);
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+      sink += r;
+    }
+    double t = bench_now() - t0;
+    if (flop_per_call * threads / t > best)
+      best = flop_per_call * threads / t;
+  }
+  volatile float keep = sink;
+  (void)keep;
+  return best * 1e-9;
+}
+#endif
+
 /* GFLOP/s of `threads` threads each running bench_uk512 for about `secs`
  * (best of 3): the ceiling of an AVX-512 SGEMM on this machine, to set
  * beside the FMA peak. 0 without AVX-512. */
@@ -482,35 +515,13 @@ static inline double bench_sgemm_ceiling(int threads, double secs)
     return 0.0;
   /* a panel sweep is 128 x 24 FMAs: ~1.5k cycles, ~0.5 us */
   const long n = (long)(secs * 2e6);
-  double best = 0.0;
-  float sink = 0.0f;
-  for (int rep = 0; rep < 3; rep++) {
-    double t0 = bench_now();
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-      float r = bench_uk512(n);
-#ifdef _OPENMP
-#pragma omp critical
-#endif
-      sink += r;
-    }
-    double t = bench_now() - t0;
-    double flop = (double)n * BENCH_UK_K * 24 * 16 * 2.0 * threads;
-    if (flop / t > best)
-      best = flop / t;
-  }
-  volatile float keep = sink;
-  (void)keep;
-  return best * 1e-9;
+  return bench_best_gflops(threads, bench_uk512, n, (double)n * BENCH_UK_K * 24 * 16 * 2.0);
 #else
   (void)threads;
   (void)secs;
   return 0.0;
 #endif
 }
-
 
 /* FP32 FMA GFLOP/s of `threads` threads, each running BENCH_FMA_CHAINS
  * independent chains in registers for about `secs` (best of 3), with the
@@ -529,28 +540,8 @@ static inline double bench_fma_peak(int threads, double secs, int *width)
   *width = w;
   /* an iteration is 48 FMAs: 24 cycles on two FMA ports, ~8 ns at 3 GHz */
   const long n = (long)(secs * 1.25e8);
-  double best = 0.0;
-  float sink = 0.0f;
-  for (int rep = 0; rep < 3; rep++) {
-    double t0 = bench_now();
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-      float r = w == 512 ? bench_fma512(n) : bench_fma256(n);
-#ifdef _OPENMP
-#pragma omp critical
-#endif
-      sink += r;
-    }
-    double t = bench_now() - t0;
-    double flop = (double)n * 4 * BENCH_FMA_CHAINS * (w / 32) * 2.0 * threads;
-    if (flop / t > best)
-      best = flop / t;
-  }
-  volatile float keep = sink; /* the chains' results are used */
-  (void)keep;
-  return best * 1e-9;
+  return bench_best_gflops(threads, w == 512 ? bench_fma512 : bench_fma256, n,
+                           (double)n * 4 * BENCH_FMA_CHAINS * (w / 32) * 2.0);
 #else
   (void)threads;
   (void)secs;
