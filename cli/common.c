@@ -9,7 +9,11 @@
 
 #include "cli/cli.h"
 #include "rng/rng.h"
+#include "zo/codec.h"
+#include "zo/config.h"
 #include "zo/run.h"
+#include "zo/spsa.h"
+#include "zo/update.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -64,6 +68,65 @@ int cli_double(const char *cmd, const char *opt, const char *s, double *out)
   }
   *out = v;
   return 0;
+}
+
+int cli_zo_option(const char *cmd, int o, const char *arg, zo_config *cfg, cli_zo_seen *seen)
+{
+  uint64_t u;
+  int bad = 0;
+  switch (o) {
+  case CLI_O_STEPS:
+    bad = cli_u32(cmd, "--steps", arg, 0, UINT32_MAX - 1, &cfg->steps);
+    seen->steps = 1;
+    break;
+  case CLI_O_SEED:
+    bad = cli_u64(cmd, "--seed", arg, INT64_MAX, &u);
+    cfg->seed = u;
+    seen->seed = 1;
+    break;
+  case CLI_O_WORKERS:
+    bad = cli_u32(cmd, "--workers", arg, 1, RNG_MAX_SLOT + 1u, &cfg->workers);
+    break;
+  case CLI_O_NDIRS:
+    bad = cli_u32(cmd, "--n-directions", arg, 1, RNG_MAX_DIR + 1u, &cfg->directions);
+    break;
+  case CLI_O_DIRS:
+    if (zo_dirmode_parse(arg, &cfg->mode, &cfg->pool) != 0)
+      return cli_usage_error(cmd, "--directions: '%s' is not per-worker, shared or pool:K "
+                                  "(K in 1..%u)", arg, RNG_MAX_DIR + 1u);
+    break;
+  case CLI_O_DIST:
+    if (zo_dist_parse(arg, &cfg->dist) != 0)
+      return cli_usage_error(cmd, "--dist: '%s' is not gaussian or rademacher", arg);
+    break;
+  case CLI_O_CODEC:
+    if (zo_codec_parse(arg, &cfg->codec) != 0)
+      return cli_usage_error(cmd, "--codec: '%s' is not log, linear or none", arg);
+    break;
+  case CLI_O_LR:
+    bad = cli_double(cmd, "--lr", arg, &cfg->lr);
+    seen->lr = 1;
+    break;
+  case CLI_O_EPS:
+    bad = cli_double(cmd, "--eps", arg, &cfg->eps);
+    break;
+  case CLI_O_SCHED:
+    if (zo_sched_parse(arg, &cfg->schedule.kind) != 0)
+      return cli_usage_error(cmd, "--schedule: '%s' is not constant, linear or cosine", arg);
+    break;
+  case CLI_O_WARMUP:
+    bad = cli_u32(cmd, "--warmup", arg, 0, UINT32_MAX - 1, &cfg->schedule.warmup);
+    break;
+  case CLI_O_MINLR:
+    bad = cli_double(cmd, "--min-lr-ratio", arg, &cfg->schedule.min_ratio);
+    break;
+  case CLI_O_WD:
+    bad = cli_double(cmd, "--weight-decay", arg, &cfg->weight_decay);
+    break;
+  default:
+    return cli_usage_error(cmd, "internal: option %d is not a shared one", o);
+  }
+  return bad ? EXIT_USER : 0;
 }
 
 int cli_fail(const char *cmd, const zo_err *err)

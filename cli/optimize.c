@@ -45,31 +45,18 @@ static const char *const help =
     "  --help               this text\n";
 
 enum {
-  O_FUNCTION = 256, O_DIM, O_ESTIMATOR, O_STEPS, O_SEED, O_RUN, O_WORKERS, O_NDIRS,
-  O_DIRECTIONS, O_AGG, O_DIST, O_CODEC, O_CODEC_SCALE, O_LR, O_EPS, O_SCHED, O_WARMUP,
-  O_MINLR, O_WD, O_THREADS, O_ISA, O_METRICS, O_JSON, O_HELP
+  O_FUNCTION = 256, O_DIM, O_ESTIMATOR, O_RUN, O_AGG, O_CODEC_SCALE, O_THREADS, O_ISA,
+  O_METRICS, O_JSON, O_HELP
 };
 
 static const struct option opts[] = {
+    CLI_ZO_LONGOPTS,
     {"function", required_argument, 0, O_FUNCTION},
     {"dim", required_argument, 0, O_DIM},
     {"estimator", required_argument, 0, O_ESTIMATOR},
-    {"steps", required_argument, 0, O_STEPS},
-    {"seed", required_argument, 0, O_SEED},
     {"run", required_argument, 0, O_RUN},
-    {"workers", required_argument, 0, O_WORKERS},
-    {"n-directions", required_argument, 0, O_NDIRS},
-    {"directions", required_argument, 0, O_DIRECTIONS},
     {"aggregate", required_argument, 0, O_AGG},
-    {"dist", required_argument, 0, O_DIST},
-    {"codec", required_argument, 0, O_CODEC},
     {"codec-scale", required_argument, 0, O_CODEC_SCALE},
-    {"lr", required_argument, 0, O_LR},
-    {"eps", required_argument, 0, O_EPS},
-    {"schedule", required_argument, 0, O_SCHED},
-    {"warmup", required_argument, 0, O_WARMUP},
-    {"min-lr-ratio", required_argument, 0, O_MINLR},
-    {"weight-decay", required_argument, 0, O_WD},
     {"threads", required_argument, 0, O_THREADS},
     {"isa", required_argument, 0, O_ISA},
     {"metrics-every", required_argument, 0, O_METRICS},
@@ -80,7 +67,8 @@ static const struct option opts[] = {
 struct args {
   const char *function, *run, *isa;
   uint64_t dim;
-  int have_steps, have_seed, have_lr, json;
+  int json;
+  cli_zo_seen seen;
   uint32_t threads, metrics_every;
   zo_config cfg;
 };
@@ -88,7 +76,6 @@ struct args {
 static int parse(int argc, char **argv, struct args *a)
 {
   const char *c = "optimize";
-  uint64_t u;
   int o;
   memset(a, 0, sizeof *a);
   zo_config_defaults(&a->cfg);
@@ -108,65 +95,16 @@ static int parse(int argc, char **argv, struct args *a)
       if (strcmp(optarg, "spsa") != 0)
         return cli_usage_error(c, "--estimator: '%s' is not available (spsa)", optarg);
       break;
-    case O_STEPS:
-      bad = cli_u32(c, "--steps", optarg, 0, UINT32_MAX - 1, &a->cfg.steps);
-      a->have_steps = 1;
-      break;
-    case O_SEED:
-      bad = cli_u64(c, "--seed", optarg, INT64_MAX, &u);
-      a->cfg.seed = u;
-      a->have_seed = 1;
-      break;
     case O_RUN:
       a->run = optarg;
-      break;
-    case O_WORKERS:
-      bad = cli_u32(c, "--workers", optarg, 1, RNG_MAX_SLOT + 1u, &a->cfg.workers);
-      break;
-    case O_NDIRS:
-      bad = cli_u32(c, "--n-directions", optarg, 1, RNG_MAX_DIR + 1u, &a->cfg.directions);
-      break;
-    case O_DIRECTIONS:
-      if (zo_dirmode_parse(optarg, &a->cfg.mode, &a->cfg.pool) != 0)
-        return cli_usage_error(c, "--directions: '%s' is not per-worker, shared or pool:K "
-                                  "(K in 1..%u)", optarg, RNG_MAX_DIR + 1u);
       break;
     case O_AGG:
       if (strcmp(optarg, "mean") && strcmp(optarg, "median"))
         return cli_usage_error(c, "--aggregate: '%s' is not mean or median", optarg);
       a->cfg.aggregate = strcmp(optarg, "median") == 0 ? ZO_AGG_MEDIAN : ZO_AGG_MEAN;
       break;
-    case O_DIST:
-      if (zo_dist_parse(optarg, &a->cfg.dist) != 0)
-        return cli_usage_error(c, "--dist: '%s' is not gaussian or rademacher", optarg);
-      break;
-    case O_CODEC:
-      if (zo_codec_parse(optarg, &a->cfg.codec) != 0)
-        return cli_usage_error(c, "--codec: '%s' is not log, linear or none", optarg);
-      break;
     case O_CODEC_SCALE:
       bad = cli_double(c, "--codec-scale", optarg, &a->cfg.codec_scale0);
-      break;
-    case O_LR:
-      bad = cli_double(c, "--lr", optarg, &a->cfg.lr);
-      a->have_lr = 1;
-      break;
-    case O_EPS:
-      bad = cli_double(c, "--eps", optarg, &a->cfg.eps);
-      break;
-    case O_SCHED:
-      if (zo_sched_parse(optarg, &a->cfg.schedule.kind) != 0)
-        return cli_usage_error(c, "--schedule: '%s' is not constant, linear or cosine",
-                               optarg);
-      break;
-    case O_WARMUP:
-      bad = cli_u32(c, "--warmup", optarg, 0, UINT32_MAX - 1, &a->cfg.schedule.warmup);
-      break;
-    case O_MINLR:
-      bad = cli_double(c, "--min-lr-ratio", optarg, &a->cfg.schedule.min_ratio);
-      break;
-    case O_WD:
-      bad = cli_double(c, "--weight-decay", optarg, &a->cfg.weight_decay);
       break;
     case O_THREADS:
       bad = cli_u32(c, "--threads", optarg, 1, 1024, &a->threads);
@@ -184,7 +122,10 @@ static int parse(int argc, char **argv, struct args *a)
       fputs(help, stdout);
       exit(0);
     default:
-      return cli_usage_error(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+      if (o < CLI_O_ZO || o >= CLI_O_ZO_END)
+        return cli_usage_error(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+      if (cli_zo_option(c, o, optarg, &a->cfg, &a->seen) != 0)
+        return EXIT_USER;
     }
     if (bad)
       return EXIT_USER;
@@ -195,13 +136,13 @@ static int parse(int argc, char **argv, struct args *a)
     return cli_usage_error(c, "--function is required");
   if (!a->dim)
     return cli_usage_error(c, "--dim is required (1 .. 2^28)");
-  if (!a->have_steps)
+  if (!a->seen.steps)
     return cli_usage_error(c, "--steps is required");
-  if (!a->have_seed)
+  if (!a->seen.seed)
     return cli_usage_error(c, "--seed is required");
   if (!a->run)
     return cli_usage_error(c, "--run is required");
-  if (!a->have_lr) {
+  if (!a->seen.lr) {
     /* The step that minimises E[f] for SPSA on an isotropic quadratic when R
      * independent directions are averaged: R / (2 (D + 2 + R)). Shared mode
      * averages W probes of the same directions, so R = n there. */

@@ -60,33 +60,26 @@ static const char *const help =
     "  --profile            print where a step's time goes\n";
 
 enum {
-  O_MODEL = 256, O_DATA, O_EVAL, O_RUN, O_STEPS, O_SEED, O_TUNE, O_BATCH, O_MAXLEN, O_WORKERS,
-  O_NDIRS, O_DIRS, O_DIST, O_CODEC, O_LR, O_EPS, O_SCHED, O_WARMUP, O_MINLR, O_WD, O_EVERY,
-  O_THREADS, O_JSON, O_PROFILE, O_HELP, O_SNAP, O_KEEP, O_BEST
+  O_MODEL = 256, O_DATA, O_EVAL, O_RUN, O_TUNE, O_BATCH, O_MAXLEN, O_EVERY, O_THREADS, O_JSON,
+  O_PROFILE, O_HELP, O_SNAP, O_KEEP, O_BEST
 };
 
 static const struct option opts[] = {
+    CLI_ZO_LONGOPTS,
     {"model", required_argument, 0, O_MODEL},        {"data", required_argument, 0, O_DATA},
     {"eval-data", required_argument, 0, O_EVAL},     {"run", required_argument, 0, O_RUN},
-    {"steps", required_argument, 0, O_STEPS},        {"seed", required_argument, 0, O_SEED},
     {"tune", required_argument, 0, O_TUNE},          {"batch", required_argument, 0, O_BATCH},
-    {"max-len", required_argument, 0, O_MAXLEN},     {"workers", required_argument, 0, O_WORKERS},
-    {"n-directions", required_argument, 0, O_NDIRS}, {"directions", required_argument, 0, O_DIRS},
-    {"dist", required_argument, 0, O_DIST},          {"codec", required_argument, 0, O_CODEC},
-    {"lr", required_argument, 0, O_LR},              {"eps", required_argument, 0, O_EPS},
-    {"schedule", required_argument, 0, O_SCHED},     {"warmup", required_argument, 0, O_WARMUP},
-    {"min-lr-ratio", required_argument, 0, O_MINLR}, {"weight-decay", required_argument, 0, O_WD},
-    {"eval-every", required_argument, 0, O_EVERY},   {"threads", required_argument, 0, O_THREADS},
-    {"json", no_argument, 0, O_JSON},                {"profile", no_argument, 0, O_PROFILE},
-    {"snapshot-every", required_argument, 0, O_SNAP},
-    {"keep-best", no_argument, 0, O_BEST},
-    {"keep-snapshots", required_argument, 0, O_KEEP},
+    {"max-len", required_argument, 0, O_MAXLEN},     {"eval-every", required_argument, 0, O_EVERY},
+    {"threads", required_argument, 0, O_THREADS},    {"json", no_argument, 0, O_JSON},
+    {"profile", no_argument, 0, O_PROFILE},          {"snapshot-every", required_argument, 0, O_SNAP},
+    {"keep-best", no_argument, 0, O_BEST},           {"keep-snapshots", required_argument, 0, O_KEEP},
     {"help", no_argument, 0, O_HELP},                {0, 0, 0, 0}};
 
 struct targs {
   const char *model, *data, *eval, *run, *tune;
   uint32_t batch, max_len, every, threads, snap_every, keep;
-  int have_steps, have_seed, have_lr, json, profile, keep_best;
+  int json, profile, keep_best;
+  cli_zo_seen seen;
   zo_config cfg;
 };
 
@@ -107,7 +100,6 @@ static double lr_auto(size_t dim)
 static int parse(int argc, char **argv, struct targs *a)
 {
   const char *c = "train";
-  uint64_t u;
   int o;
   memset(a, 0, sizeof *a);
   zo_config_defaults(&a->cfg);
@@ -126,47 +118,8 @@ static int parse(int argc, char **argv, struct targs *a)
     case O_EVAL: a->eval = optarg; break;
     case O_RUN: a->run = optarg; break;
     case O_TUNE: a->tune = optarg; break;
-    case O_STEPS:
-      bad = cli_u32(c, "--steps", optarg, 0, UINT32_MAX - 1, &a->cfg.steps);
-      a->have_steps = 1;
-      break;
-    case O_SEED:
-      bad = cli_u64(c, "--seed", optarg, INT64_MAX, &u);
-      a->cfg.seed = u;
-      a->have_seed = 1;
-      break;
     case O_BATCH: bad = cli_u32(c, "--batch", optarg, 1, 4096, &a->batch); break;
     case O_MAXLEN: bad = cli_u32(c, "--max-len", optarg, 2, 1u << 20, &a->max_len); break;
-    case O_WORKERS:
-      bad = cli_u32(c, "--workers", optarg, 1, RNG_MAX_SLOT + 1u, &a->cfg.workers);
-      break;
-    case O_NDIRS:
-      bad = cli_u32(c, "--n-directions", optarg, 1, RNG_MAX_DIR + 1u, &a->cfg.directions);
-      break;
-    case O_DIRS:
-      if (zo_dirmode_parse(optarg, &a->cfg.mode, &a->cfg.pool) != 0)
-        return cli_usage_error(c, "--directions: '%s' is not per-worker, shared or pool:K",
-                               optarg);
-      break;
-    case O_DIST:
-      if (zo_dist_parse(optarg, &a->cfg.dist) != 0)
-        return cli_usage_error(c, "--dist: '%s' is not gaussian or rademacher", optarg);
-      break;
-    case O_CODEC:
-      if (zo_codec_parse(optarg, &a->cfg.codec) != 0)
-        return cli_usage_error(c, "--codec: '%s' is not log, linear or none", optarg);
-      break;
-    case O_LR: bad = cli_double(c, "--lr", optarg, &a->cfg.lr); a->have_lr = 1; break;
-    case O_EPS: bad = cli_double(c, "--eps", optarg, &a->cfg.eps); break;
-    case O_SCHED:
-      if (zo_sched_parse(optarg, &a->cfg.schedule.kind) != 0)
-        return cli_usage_error(c, "--schedule: '%s' is not constant, linear or cosine", optarg);
-      break;
-    case O_WARMUP:
-      bad = cli_u32(c, "--warmup", optarg, 0, UINT32_MAX - 1, &a->cfg.schedule.warmup);
-      break;
-    case O_MINLR: bad = cli_double(c, "--min-lr-ratio", optarg, &a->cfg.schedule.min_ratio); break;
-    case O_WD: bad = cli_double(c, "--weight-decay", optarg, &a->cfg.weight_decay); break;
     case O_EVERY: bad = cli_u32(c, "--eval-every", optarg, 1, UINT32_MAX, &a->every); break;
     case O_SNAP: bad = cli_u32(c, "--snapshot-every", optarg, 1, UINT32_MAX, &a->snap_every); break;
     case O_KEEP: bad = cli_u32(c, "--keep-snapshots", optarg, 1, 1000000, &a->keep); break;
@@ -178,14 +131,17 @@ static int parse(int argc, char **argv, struct targs *a)
       fputs(help, stdout);
       exit(0);
     default:
-      return cli_usage_error(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+      if (o < CLI_O_ZO || o >= CLI_O_ZO_END)
+        return cli_usage_error(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+      if (cli_zo_option(c, o, optarg, &a->cfg, &a->seen) != 0)
+        return EXIT_USER;
     }
     if (bad)
       return EXIT_USER;
   }
   if (optind < argc)
     return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
-  if (!a->model || !a->data || !a->run || !a->have_steps || !a->have_seed)
+  if (!a->model || !a->data || !a->run || !a->seen.steps || !a->seen.seed)
     return cli_usage_error(c, "--model, --data, --run, --steps and --seed are required");
   if (a->keep_best && !a->eval)
     return cli_usage_error(c, "--keep-best needs --eval-data");
@@ -324,7 +280,7 @@ int cmd_train(int argc, char **argv)
       (rv = cli_objective_open(objdoc, a.cfg.seed, 1, (int)a.cfg.workers, (int)a.threads, &ob,
                                &err)) != 0)
     goto out;
-  if (!a.have_lr) {
+  if (!a.seen.lr) {
     a.cfg.lr = lr_auto(ob.tuned.dim);
     if (!a.json)
       fprintf(stderr, "learning rate %g (%g / %zu tuned parameters; set it with --lr)\n", a.cfg.lr,
