@@ -77,12 +77,10 @@
 #define ROW_CHUNK 256     /* LM head: positions per chunk */
 #define QUERY_BLOCK 128   /* attention: query rows per block (keys up to the block's end) */
 #define SMALL_GEMM 2e6    /* M*N*K below which forward.c's gemm runs on one thread */
-#define MAX_THREADS 2
+#define MAX_THREADS BENCH_MAX_THREADS
 #define DEFAULT_REPS 3
-#define WAIT_WARN 0.05  /* flag rows whose threads waited > 5% for a CPU */
 #define TARGET_MIX 0.85 /* forward GFLOP/s >= 85% of its GEMM mix */
 #define TARGET_RSS 1.25 /* peak RSS <= weights + 25% */
-#define PYTHON "/usr/bin/python3"
 #define SEED BENCH_SEED
 
 /* The whole run must stay near 3 minutes on 2 cores: the 1-thread rows of
@@ -119,15 +117,11 @@ struct result {
   double mix[MAX_THREADS + 1];
   struct parts part[MAX_THREADS + 1];
   double wait[MAX_THREADS + 1];
-  /* PyTorch peer */
-  int peer_ok[MAX_THREADS + 1];
-  double peer_ms[MAX_THREADS + 1], peer_lo[MAX_THREADS + 1], peer_hi[MAX_THREADS + 1];
-  double peer_wait[MAX_THREADS + 1], peer_loss[MAX_THREADS + 1];
+  struct peer_result peer[MAX_THREADS + 1]; /* PyTorch peer */
 };
 
 static struct result results[N_CASES];
-static int nflagged;
-static double wait_max;
+static struct bench_run run; /* start, flagged rows */
 static int reps = DEFAULT_REPS;
 
 
@@ -359,20 +353,6 @@ static void run_mix(const model *m, const model_view *v, struct mix *x, int nt, 
 
 /* ---- timing ------------------------------------------------------------- */
 
-static double mark_wait(double wait, char *mark, size_t len)
-{
-  if (wait < 0.0) {
-    snprintf(mark, len, "?");
-    return wait;
-  }
-  if (wait > wait_max)
-    wait_max = wait;
-  if (wait > WAIT_WARN)
-    nflagged++;
-  snprintf(mark, len, "%.2f%s", wait, wait > WAIT_WARN ? " !" : "");
-  return wait;
-}
-
 /* Before each timed row: wait (up to GATE_ROW s per row, GATE_TOTAL s per
  * run) until other processes keep less than GATE_BUSY CPUs busy over
  * GATE_WINDOW s, so that a burst of someone else's work (a build) does not
@@ -504,7 +484,7 @@ static int run_case(const model *m, int ci)
     r->part[th].attn = bench_median(ta, reps, NULL, NULL);
     r->part[th].head = bench_median(th_, reps, NULL, NULL);
     char mark[16], shape[16], range[40], frac[24];
-    r->wait[th] = mark_wait(bench_load_wait(l0, l1), mark, sizeof mark);
+    r->wait[th] = bench_mark_wait(&run, bench_load_wait(l0, l1), mark, sizeof mark);
     snprintf(shape, sizeof shape, "%dx%d", bc->B, bc->T);
     snprintf(range, sizeof range, "%.1f - %.1f", r->fwd_lo[th] * 1e3, r->fwd_hi[th] * 1e3);
     double f = r->mix[th] / r->fwd[th];
@@ -535,68 +515,41 @@ static int find_case(int model_i, int B, int T)
   return -1;
 }
 
-/* Runs the peer for one model and thread count over the cases marked in
- * sel, with env before the command; fills results[].peer_*. Returns the
- * number of cases measured, or -1 when the peer reports that torch cannot
- * be imported. */
-static int run_peer(const char *script, int model_i, const int *sel, int threads,
-                    const char *env, char *info, size_t info_len, char *errbuf, size_t err_len)
+/* The peer's side of case ci (struct peer_job): run for model mi at th
+ * threads when zotune timed it (at 1 thread only where peer_one: time
+ * budget), named BxT, reported in TORCH_FORWARD lines. */
+static int peer_wants(int ci, int mi, int th)
 {
-  char list[256] = "", qs[1200], cmd[2400];
-  size_t o = 0;
-  for (int i = 0; i < N_CASES; i++) {
-    if (!sel[i])
-      continue;
-    int n = snprintf(list + o, sizeof list - o, "%s%dx%d", o ? "," : "", cases[i].B, cases[i].T);
-    if (n < 0 || (size_t)n >= sizeof list - o)
-      break;
-    o += (size_t)n;
-  }
-  shell_quote(qs, sizeof qs, script);
-  snprintf(cmd, sizeof cmd,
-           "%s%sBLIS_NUM_THREADS=%d OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d "
-           "MKL_NUM_THREADS=%d %s %s --model %s --cases %s --threads %d --reps %d 2>&1",
-           env, env[0] ? " " : "", threads, threads, threads, threads, PYTHON, qs,
-           model_names[model_i], list, threads, reps);
-  fflush(stdout);
-  info[0] = '\0';
-  errbuf[0] = '\0';
-  FILE *p = popen(cmd, "r");
-  if (!p) {
-    snprintf(errbuf, err_len, "popen failed");
-    return 0;
-  }
-  char line[1024];
-  int got = 0, skip = 0;
-  while (fgets(line, sizeof line, p)) {
-    line[strcspn(line, "\n")] = '\0';
-    char mname[16];
-    int B, T, thr;
-    double med, lo, hi, loss, wait;
-    if (sscanf(line,
-               "TORCH_FORWARD model=%15s B=%d T=%d threads=%d median_ms=%lf min_ms=%lf "
-               "max_ms=%lf loss=%lf wait=%lf",
-               mname, &B, &T, &thr, &med, &lo, &hi, &loss, &wait) == 9) {
-      int ci = find_case(model_i, B, T);
-      if (ci >= 0 && thr == threads && thr >= 1 && thr <= MAX_THREADS) {
-        struct result *r = &results[ci];
-        r->peer_ok[thr] = 1;
-        r->peer_ms[thr] = med;
-        r->peer_lo[thr] = lo;
-        r->peer_hi[thr] = hi;
-        r->peer_loss[thr] = loss;
-        r->peer_wait[thr] = wait;
-        got++;
-      }
-    } else {
-      bench_peer_line(line, info, info_len, errbuf, err_len, &skip);
-    }
-  }
-  int st = pclose(p);
-  if (!skip && got == 0 && !errbuf[0])
-    snprintf(errbuf, err_len, "peer exited with status %d and printed no result", st);
-  return skip ? -1 : got;
+  return cases[ci].model == mi && results[ci].done && (th == MAX_THREADS || cases[ci].peer_one);
 }
+
+static void peer_item(char *buf, size_t len, int ci)
+{
+  snprintf(buf, len, "%dx%d", cases[ci].B, cases[ci].T);
+}
+
+static int peer_result(const char *line, int mi, int threads)
+{
+  char mname[16];
+  int B, T, thr;
+  struct peer_result p = {.ok = 1};
+  if (sscanf(line,
+             "TORCH_FORWARD model=%15s B=%d T=%d threads=%d median_ms=%lf min_ms=%lf "
+             "max_ms=%lf loss=%lf wait=%lf",
+             mname, &B, &T, &thr, &p.ms, &p.lo, &p.hi, &p.loss, &p.wait) != 9)
+    return -1;
+  int ci = find_case(mi, B, T);
+  if (ci < 0 || thr != threads || thr < 1 || thr > MAX_THREADS)
+    return 0;
+  results[ci].peer[thr] = p;
+  return 1;
+}
+
+static const struct peer_job peer_job = {.n_cases = N_CASES,
+                                         .wants = peer_wants,
+                                         .item = peer_item,
+                                         .result = peer_result,
+                                         .before_run = quiet_gate};
 
 /* ---- peak RSS in a forked child ----------------------------------------- */
 
@@ -608,7 +561,7 @@ struct rss_info {
   long maxrss_kb; /* the parent's wait: ru_maxrss */
 };
 
-static void rss_child(int fd)
+static void rss_child(int fd, void *unused)
 {
   struct rss_info ri;
   memset(&ri, 0, sizeof ri);
@@ -619,6 +572,7 @@ static void rss_child(int fd)
   model_view v;
   double blocks, loss, sum;
   long count;
+  (void)unused;
   model_set_threads(MAX_THREADS);
   ri.base_kb = status_kb("VmRSS");
   if (bench_new_model("bench_forward", M_GPT2, &m) != 0)
@@ -636,9 +590,8 @@ static void rss_child(int fd)
   ri.hwm_kb = status_kb("VmHWM");
   ri.ok = 1;
 out:
-  if (write(fd, &ri, sizeof ri) != (ssize_t)sizeof ri)
+  if (bench_report(fd, &ri, sizeof ri) != 0)
     ri.ok = 0;
-  close(fd);
   free_batch(&bt);
   model_ws_free(ws);
   model_free(m);
@@ -649,36 +602,14 @@ out:
  * anything large: the child inherits (and counts) the parent's memory. */
 static void measure_rss(struct rss_info *ri)
 {
-  int fds[2];
-  memset(ri, 0, sizeof *ri);
-  fflush(stdout);
-  fflush(stderr);
-  if (pipe(fds) != 0)
-    return;
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return;
-  }
-  if (pid == 0) {
-    close(fds[0]);
-    rss_child(fds[1]);
-  }
-  close(fds[1]);
   struct rss_info got;
-  size_t n = 0;
-  while (n < sizeof got) {
-    ssize_t k = read(fds[0], (char *)&got + n, sizeof got - n);
-    if (k <= 0)
-      break;
-    n += (size_t)k;
-  }
-  close(fds[0]);
+  size_t n;
   int st = 0;
-  if (waitpid(pid, &st, 0) != pid)
+  memset(ri, 0, sizeof *ri);
+  pid_t pid = bench_fork_report(rss_child, NULL, &got, sizeof got, &n);
+  if (pid < 0 || waitpid(pid, &st, 0) != pid)
     return;
-  struct rusage ru;
+  struct rusage ru; /* the only child yet: RUSAGE_CHILDREN's peak is its own */
   if (n == sizeof got && WIFEXITED(st) && WEXITSTATUS(st) == 0 && got.ok &&
       getrusage(RUSAGE_CHILDREN, &ru) == 0) {
     *ri = got;
@@ -774,77 +705,12 @@ static void print_where(void)
          "projections + LM head alone (performance.md s.1.3's FORWARD-MIX).\n");
 }
 
-struct peer_state {
-  int ran[N_MODELS][MAX_THREADS + 1];
-  int env_i[N_MODELS][MAX_THREADS + 1];
-  char info[N_MODELS][MAX_THREADS + 1][512];
-  char err[N_MODELS][MAX_THREADS + 1][512];
-  struct peer_env envs[MAX_PEER_ENVS];
-  int n_envs;
-  int missing; /* torch cannot be imported */
-  char missing_why[512];
-};
-
-/* The peer for model mi at each thread count, over the cases timed. */
-static void peer_model(const char *script, int mi, struct peer_state *ps)
-{
-  for (int th = MAX_THREADS; th >= 1 && !ps->missing; th--) {
-    int sel[N_CASES], any = 0;
-    for (int ci = 0; ci < N_CASES; ci++) {
-      sel[ci] = cases[ci].model == mi && results[ci].done &&
-                (th == MAX_THREADS || cases[ci].peer_one);
-      any |= sel[ci];
-    }
-    if (!any)
-      continue;
-    for (int e = 0; e < ps->n_envs; e++) {
-      quiet_gate();
-      int got = run_peer(script, mi, sel, th, ps->envs[e].env, ps->info[mi][th],
-                         sizeof ps->info[mi][th], ps->err[mi][th], sizeof ps->err[mi][th]);
-      if (got < 0) {
-        ps->missing = 1;
-        copy_str(ps->missing_why, sizeof ps->missing_why, ps->err[mi][th]);
-        break;
-      }
-      ps->ran[mi][th] = 1;
-      ps->env_i[mi][th] = e;
-      if (got > 0)
-        break; /* else: this BLAS setup failed, try the next */
-    }
-  }
-}
-
-static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, int peer_exists,
-                       const char *script)
+static void print_peer(const struct peer_state *ps)
 {
   printf("\n## PyTorch peer (tests/bench/peers/torch_forward.py: same shapes, threads, float32, "
          "inference_mode, explicit causal softmax attention)\n\n");
-  if (no_peer) {
-    printf("Skipped (--no-peer).\n");
+  if (bench_peer_print_runs(ps) != 0)
     return;
-  }
-  if (!python_ok) {
-    printf("SKIPPED: %s is not executable.\n", PYTHON);
-    return;
-  }
-  if (!peer_exists) {
-    printf("SKIPPED: peer script %s not found (set ZOTUNE_TORCH_PEER or --peer).\n", script);
-    return;
-  }
-  if (ps->missing) {
-    printf("SKIPPED: %s cannot import torch (%s).\n", PYTHON, ps->missing_why);
-    return;
-  }
-  for (int mi = 0; mi < N_MODELS; mi++)
-    for (int th = MAX_THREADS; th >= 1; th--) {
-      if (!ps->ran[mi][th])
-        continue;
-      const struct peer_env *e = &ps->envs[ps->env_i[mi][th]];
-      printf("- %s, %d thr: BLAS setup: %s [%s]\n  peer: %s\n", model_names[mi], th, e->label,
-             e->env[0] ? e->env : "no variables", ps->info[mi][th][0] ? ps->info[mi][th] : "-");
-      if (ps->err[mi][th][0])
-        printf("  last other line from the peer: %s\n", ps->err[mi][th]);
-    }
   printf("\n| %-5s | %-6s | %-3s | %-9s | %-17s | %-9s | %-8s | %-8s | %-6s | %-6s |\n", "model",
          "B x T", "thr", "torch ms", "min - max", "zotune ms", "torch GF", "speed-up", "loss",
          "wait");
@@ -855,9 +721,10 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
     for (int th = MAX_THREADS; th >= 1; th--) {
       if (!r->measured[th])
         continue;
+      const struct peer_result *pr = &r->peer[th];
       char shape[16], range[40], mark[16];
       shape_str(shape, sizeof shape, ci);
-      if (!r->peer_ok[th]) {
+      if (!pr->ok) {
         printf("| %-5s | %-6s | %3d | %-9s | %-17s | %9.1f | %-8s | %-8s | %-6s | %-6s |\n",
                model_names[cases[ci].model], shape, th, "-",
                th < MAX_THREADS && !cases[ci].peer_one ? "(time budget)" : "(failed)",
@@ -865,12 +732,11 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
         continue;
       }
       double gf = r->gf_proj + r->gf_head + r->gf_attn;
-      snprintf(range, sizeof range, "%.1f - %.1f", r->peer_lo[th], r->peer_hi[th]);
-      mark_wait(r->peer_wait[th], mark, sizeof mark);
+      snprintf(range, sizeof range, "%.1f - %.1f", pr->lo, pr->hi);
+      bench_mark_wait(&run, pr->wait, mark, sizeof mark);
       printf("| %-5s | %-6s | %3d | %9.1f | %-17s | %9.1f | %8.1f | %7.2fx | %6.3f | %-6s |\n",
-             model_names[cases[ci].model], shape, th, r->peer_ms[th], range, r->fwd[th] * 1e3,
-             gf / (r->peer_ms[th] * 1e-3), r->peer_ms[th] * 1e-3 / r->fwd[th],
-             r->peer_loss[th], mark);
+             model_names[cases[ci].model], shape, th, pr->ms, range, r->fwd[th] * 1e3,
+             gf / (pr->ms * 1e-3), pr->ms * 1e-3 / r->fwd[th], pr->loss, mark);
     }
   }
   printf("\nspeed-up = torch ms / zotune ms at the same thread count (medians of %d each; the "
@@ -919,72 +785,29 @@ static void usage(void)
           BENCH_MAX_REPS, DEFAULT_REPS);
 }
 
-/* The peer script: --peer, ZOTUNE_TORCH_PEER, or peers/ beside this file. */
-static void default_peer(char *buf, size_t len)
-{
-  const char *env = getenv("ZOTUNE_TORCH_PEER");
-  if (env && env[0]) {
-    snprintf(buf, len, "%s", env);
-    return;
-  }
-  const char *file = __FILE__, *slash = strrchr(file, '/');
-  if (slash)
-    snprintf(buf, len, "%.*speers/torch_forward.py", (int)(slash - file + 1), file);
-  else
-    snprintf(buf, len, "peers/torch_forward.py");
-}
-
 static struct peer_state ps;
 
 int main(int argc, char **argv)
 {
-  int quick = 0, no_peer = 0, rc = 0;
-  const char *peer_env = NULL;
-  char peer[1024];
-  default_peer(peer, sizeof peer);
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-      reps = atoi(argv[++i]);
-      if (reps < 1 || reps > BENCH_MAX_REPS) {
-        usage();
-        return 1;
-      }
-    } else if (strcmp(argv[i], "--quick") == 0) {
-      quick = 1;
-    } else if (strcmp(argv[i], "--no-peer") == 0) {
-      no_peer = 1;
-    } else if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc) {
-      snprintf(peer, sizeof peer, "%s", argv[++i]);
-    } else if (strcmp(argv[i], "--peer-env") == 0 && i + 1 < argc) {
-      peer_env = argv[++i];
-    } else {
+  int rc = 0;
+  struct bench_opts opt;
+  bench_opts_init(&opt, DEFAULT_REPS, "ZOTUNE_TORCH_PEER", __FILE__, "torch_forward.py");
+  for (int i = 1; i < argc; i++)
+    if (bench_opts_arg(&opt, argc, argv, &i) <= 0) {
       usage();
       return 1;
     }
-  }
-  const double t_start = bench_now();
-  const bench_load load_start = bench_load_now();
-  struct rusage ru0, ru1; /* children's CPU: the RSS child and the peer are ours */
-  if (getrusage(RUSAGE_CHILDREN, &ru0) != 0)
-    memset(&ru0, 0, sizeof ru0);
+  reps = opt.reps;
+  bench_run_start(&run);
 
   /* First, before any thread or large buffer exists in this process. */
   struct rss_info rss;
   memset(&rss, 0, sizeof rss);
-  if (!quick)
+  if (!opt.quick)
     measure_rss(&rss);
 
-  char cpu[256], date[64];
-  bench_cpu_model(cpu, sizeof cpu);
-  bench_date(date, sizeof date);
   const char *blas = model_blas_info();
-  printf("# zotune bench_forward\n\n");
-  printf("Machine: %s | %s | %s\n", cpu, blas, date);
-#ifdef _OPENMP
-  printf("OpenMP: yes, %d procs | compiler: %s\n", omp_get_num_procs(), __VERSION__);
-#else
-  printf("OpenMP: NO (the 2-thread rows run on one thread) | compiler: %s\n", __VERSION__);
-#endif
+  bench_print_machine("bench_forward", blas, "");
   if (have_avx512() && !strstr(blas, "skx"))
     printf("WARNING: the CPU has AVX-512 but BLIS runs other kernels: these are not the GEMM "
            "rates zotune normally gets\n");
@@ -1000,53 +823,35 @@ int main(int argc, char **argv)
          100.0 * TARGET_MIX);
   printf("wait = average number of this benchmark's threads runnable but waiting for a CPU "
          "during the row; '!' marks rows above %.2f, whose timings are suspect.\n\n",
-         WAIT_WARN);
-  if (print_models(quick) != 0)
+         BENCH_WAIT_WARN);
+  if (print_models(opt.quick) != 0)
     return 1;
 
   printf("\n## zotune forward + loss vs its GEMM mix (median of %d)\n\n", reps);
   table_header();
-  const int peer_exists = access(peer, R_OK) == 0, python_ok = access(PYTHON, X_OK) == 0;
-  ps.n_envs = bench_peer_envs(ps.envs, peer_env, PEER_SAME_KERNELS_FIRST);
+  bench_peer_setup(&ps, &opt, PEER_SAME_KERNELS_FIRST);
   for (int mi = 0; mi < N_MODELS; mi++) {
     model *m = NULL;
     if (bench_new_model("bench_forward", mi, &m) != 0)
       return 1;
     for (int ci = 0; ci < N_CASES; ci++) {
-      if (cases[ci].model != mi || (quick && !cases[ci].quick))
+      if (cases[ci].model != mi || (opt.quick && !cases[ci].quick))
         continue;
       if (run_case(m, ci) != 0)
         rc = 1;
     }
     model_free(m);
-    if (!no_peer && peer_exists && python_ok) /* with our buffers freed */
-      peer_model(peer, mi, &ps);
+    bench_peer_model(&ps, &peer_job, mi); /* with our buffers freed */
   }
-  if (nflagged)
-    printf("\nWARNING: %d rows had threads waiting for a CPU (up to %.2f, marked '!'); "
-           "rerun on a quiet machine.\n",
-           nflagged, wait_max);
+  bench_run_warn(&run);
   print_where();
-  print_peer(&ps, no_peer, python_ok, peer_exists, peer);
-  if (!quick && print_rss(&rss) != 0)
+  print_peer(&ps);
+  if (!opt.quick && print_rss(&rss) != 0)
     rc = 1;
 
-  const bench_load load_end = bench_load_now();
-  double children = 0.0;
-  if (getrusage(RUSAGE_CHILDREN, &ru1) == 0)
-    children = cpu_seconds(&ru1) - cpu_seconds(&ru0);
-  double foreign = bench_load_foreign(load_start, load_end);
-  if (foreign >= 0.0) {
-    foreign -= children / (load_end.wall - load_start.wall);
-    printf("\nOther processes kept %.2f CPUs busy on average during the run%s.\n",
-           foreign > 0.0 ? foreign : 0.0,
-           foreign > 0.1 ? ": the machine was not quiet, compare ratios within rows" : "");
-  }
-  if (nflagged)
-    printf("WARNING: %d rows (zotune and peer) had threads waiting for a CPU (up to %.2f).\n",
-           nflagged, wait_max);
+  bench_run_end(&run);
   printf("Waited %.1f s in all for other processes to go quiet before rows%s.\n", gate_spent,
          gate_gave_up > 0 ? " (gave up waiting at least once)" : "");
-  printf("Total time: %.1f s\n", bench_now() - t_start);
+  printf("Total time: %.1f s\n", bench_now() - run.t0);
   return rc;
 }

@@ -80,13 +80,11 @@
 #include "zo/codec.h"
 #include "zo/spsa.h"
 
-#define MAX_THREADS 2
+#define MAX_THREADS BENCH_MAX_THREADS
 #define DEFAULT_REPS 3
-#define WAIT_WARN 0.05   /* flag rows whose threads waited > 5% for a CPU */
 #define TARGET_RSS 1.25  /* BRIEF s.4: peak RSS <= weights + 25% */
 #define LR 1e-6
 #define EPS 1e-3
-#define PYTHON "/usr/bin/python3"
 #define SEED BENCH_SEED
 
 /* performance.md s.2.2 / s.4.2, the reference VM (QUOTED, not measured here):
@@ -135,11 +133,10 @@ struct result {
    * with the probes one after the other instead, timed right after */
   int paired[MAX_THREADS + 1];
   double step_seq[MAX_THREADS + 1];
-  /* PyTorch peer, milliseconds */
-  int peer_ok[MAX_THREADS + 1];
-  double peer_ms[MAX_THREADS + 1], peer_lo[MAX_THREADS + 1], peer_hi[MAX_THREADS + 1];
+  /* PyTorch peer, milliseconds: its step, and the step's parameter passes
+   * and forwards */
+  struct peer_result peer[MAX_THREADS + 1];
   double peer_perturb[MAX_THREADS + 1], peer_fwd[MAX_THREADS + 1];
-  double peer_loss[MAX_THREADS + 1], peer_wait[MAX_THREADS + 1];
 };
 
 static struct result results[N_CASES];
@@ -150,23 +147,8 @@ static int fma_width;
 static double mem_floor_ns; /* one read+write pass over theta, ns/param, 2 threads */
 static void print_floor(void);
 static void shape_str(char *buf, size_t len, int ci);
-static int nflagged;
-static double wait_max;
+static struct bench_run run; /* start, flagged rows */
 static int reps = DEFAULT_REPS;
-
-static double mark_wait(double wait, char *mark, size_t len)
-{
-  if (wait < 0.0) {
-    snprintf(mark, len, "?");
-    return wait;
-  }
-  if (wait > wait_max)
-    wait_max = wait;
-  if (wait > WAIT_WARN)
-    nflagged++;
-  snprintf(mark, len, "%.2f%s", wait, wait > WAIT_WARN ? " !" : "");
-  return wait;
-}
 
 /* ---- models and data ---------------------------------------------------- */
 
@@ -391,7 +373,7 @@ static int run_case(const model *m, zo_state *st, const zo_config *zc, int ci)
     r->loss[th] = loss;
     r->g[th] = fabs(g);
     char mark[16], shape[16], range[40];
-    r->wait[th] = mark_wait(bench_load_wait(l0, l1), mark, sizeof mark);
+    r->wait[th] = bench_mark_wait(&run, bench_load_wait(l0, l1), mark, sizeof mark);
     shape_str(shape, sizeof shape, ci);
     snprintf(range, sizeof range, "%.1f - %.1f", r->step_lo[th] * 1e3, r->step_hi[th] * 1e3);
     printf("| %-5s | %-6s | %3d | %9.1f | %-17s | %8.1f | %8.1f | %8.1f | %7.0f | %8.1f | "
@@ -428,8 +410,8 @@ static uint64_t hash_floats(const float *x, size_t n)
   return h;
 }
 
-/* One GPT-2 8x256 step on 2 threads; alias: theta is m->params. */
-static void rss_child(int fd, int alias)
+/* One GPT-2 8x256 step on 2 threads; *(int *)alias: theta is m->params. */
+static void rss_child(int fd, void *alias)
 {
   struct rss_info ri;
   memset(&ri, 0, sizeof ri);
@@ -455,7 +437,7 @@ static void rss_child(int fd, int alias)
       lm_objective_new(m, NULL, &dt.d, 8, 1, MAX_THREADS, &lo, &obj, &merr) != 0)
     goto out;
   ri.obj_kb = status_kb("VmRSS");
-  if (alias) {
+  if (*(const int *)alias) {
     /* zo_state_init's fields by hand, theta borrowed (never zo_state_free'd) */
     st.theta = m->params;
     st.dim = m->n_params;
@@ -475,9 +457,8 @@ static void rss_child(int fd, int alias)
   ri.hash = hash_floats(st.theta, st.dim);
   ri.ok = 1;
 out:
-  if (write(fd, &ri, sizeof ri) != (ssize_t)sizeof ri)
+  if (bench_report(fd, &ri, sizeof ri) != 0)
     ri.ok = 0;
-  close(fd);
   if (have_state)
     zo_state_free(&st);
   lm_objective_free(lo);
@@ -490,35 +471,13 @@ out:
  * anything large: the child inherits (and counts) the parent's memory. */
 static void measure_rss(struct rss_info *ri, int alias)
 {
-  int fds[2];
-  memset(ri, 0, sizeof *ri);
-  fflush(stdout);
-  fflush(stderr);
-  if (pipe(fds) != 0)
-    return;
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return;
-  }
-  if (pid == 0) {
-    close(fds[0]);
-    rss_child(fds[1], alias);
-  }
-  close(fds[1]);
   struct rss_info got;
-  size_t n = 0;
-  while (n < sizeof got) {
-    ssize_t k = read(fds[0], (char *)&got + n, sizeof got - n);
-    if (k <= 0)
-      break;
-    n += (size_t)k;
-  }
-  close(fds[0]);
+  size_t n;
   int st = 0;
-  struct rusage ru;
-  if (wait4(pid, &st, 0, &ru) != pid)
+  struct rusage ru; /* this child's own: the first one's would count in RUSAGE_CHILDREN */
+  memset(ri, 0, sizeof *ri);
+  pid_t pid = bench_fork_report(rss_child, &alias, &got, sizeof got, &n);
+  if (pid < 0 || wait4(pid, &st, 0, &ru) != pid)
     return;
   if (n == sizeof got && WIFEXITED(st) && WEXITSTATUS(st) == 0 && got.ok) {
     *ri = got;
@@ -536,109 +495,41 @@ static int find_case(int model_i, int B, int T, int K)
   return -1;
 }
 
-/* Runs the peer for one model and thread count over the cases marked in
- * sel, with env before the command; fills results[].peer_*. Returns the
- * number of cases measured, or -1 when the peer reports that torch cannot
- * be imported. */
-static int run_peer(const char *script, int model_i, const int *sel, int threads,
-                    const char *env, char *info, size_t info_len, char *errbuf, size_t err_len)
+/* The peer's side of case ci (struct peer_job): run for model mi at th
+ * threads when zotune timed it, named BxT:K, reported in TORCH_MEZO lines. */
+static int peer_wants(int ci, int mi, int th)
 {
-  char list[256] = "", qs[1200], cmd[2400];
-  size_t o = 0;
-  for (int i = 0; i < N_CASES; i++) {
-    if (!sel[i])
-      continue;
-    int n = snprintf(list + o, sizeof list - o, "%s%dx%d:%d", o ? "," : "", cases[i].B, cases[i].T,
-                     cases[i].K);
-    if (n < 0 || (size_t)n >= sizeof list - o)
-      break;
-    o += (size_t)n;
-  }
-  shell_quote(qs, sizeof qs, script);
-  snprintf(cmd, sizeof cmd,
-           "%s%sBLIS_NUM_THREADS=%d OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d "
-           "MKL_NUM_THREADS=%d %s %s --model %s --cases %s --threads %d --reps %d 2>&1",
-           env, env[0] ? " " : "", threads, threads, threads, threads, PYTHON, qs,
-           model_names[model_i], list, threads, reps);
-  fflush(stdout);
-  info[0] = '\0';
-  errbuf[0] = '\0';
-  FILE *p = popen(cmd, "r");
-  if (!p) {
-    snprintf(errbuf, err_len, "popen failed");
+  return cases[ci].model == mi && results[ci].measured[th];
+}
+
+static void peer_item(char *buf, size_t len, int ci)
+{
+  snprintf(buf, len, "%dx%d:%d", cases[ci].B, cases[ci].T, cases[ci].K);
+}
+
+static int peer_result(const char *line, int mi, int threads)
+{
+  char mname[16];
+  int B, T, K, thr;
+  double pert, fwd;
+  struct peer_result p = {.ok = 1};
+  if (sscanf(line,
+             "TORCH_MEZO model=%15s B=%d T=%d K=%d threads=%d median_ms=%lf min_ms=%lf "
+             "max_ms=%lf perturb_ms=%lf fwd_ms=%lf loss=%lf wait=%lf",
+             mname, &B, &T, &K, &thr, &p.ms, &p.lo, &p.hi, &pert, &fwd, &p.loss,
+             &p.wait) != 12)
+    return -1;
+  int ci = find_case(mi, B, T, K);
+  if (ci < 0 || thr != threads || thr < 1 || thr > MAX_THREADS)
     return 0;
-  }
-  char line[1024];
-  int got = 0, skip = 0;
-  while (fgets(line, sizeof line, p)) {
-    line[strcspn(line, "\n")] = '\0';
-    char mname[16];
-    int B, T, K, thr;
-    double med, lo, hi, pert, fwd, loss, wait;
-    if (sscanf(line,
-               "TORCH_MEZO model=%15s B=%d T=%d K=%d threads=%d median_ms=%lf min_ms=%lf "
-               "max_ms=%lf perturb_ms=%lf fwd_ms=%lf loss=%lf wait=%lf",
-               mname, &B, &T, &K, &thr, &med, &lo, &hi, &pert, &fwd, &loss, &wait) == 12) {
-      int ci = find_case(model_i, B, T, K);
-      if (ci >= 0 && thr == threads && thr >= 1 && thr <= MAX_THREADS) {
-        struct result *r = &results[ci];
-        r->peer_ok[thr] = 1;
-        r->peer_ms[thr] = med;
-        r->peer_lo[thr] = lo;
-        r->peer_hi[thr] = hi;
-        r->peer_perturb[thr] = pert;
-        r->peer_fwd[thr] = fwd;
-        r->peer_loss[thr] = loss;
-        r->peer_wait[thr] = wait;
-        got++;
-      }
-    } else {
-      bench_peer_line(line, info, info_len, errbuf, err_len, &skip);
-    }
-  }
-  int st = pclose(p);
-  if (!skip && got == 0 && !errbuf[0])
-    snprintf(errbuf, err_len, "peer exited with status %d and printed no result", st);
-  return skip ? -1 : got;
+  results[ci].peer[thr] = p;
+  results[ci].peer_perturb[thr] = pert;
+  results[ci].peer_fwd[thr] = fwd;
+  return 1;
 }
 
-struct peer_state {
-  int ran[N_MODELS][MAX_THREADS + 1];
-  int env_i[N_MODELS][MAX_THREADS + 1];
-  char info[N_MODELS][MAX_THREADS + 1][512];
-  char err[N_MODELS][MAX_THREADS + 1][512];
-  struct peer_env envs[MAX_PEER_ENVS];
-  int n_envs;
-  int missing; /* torch cannot be imported */
-  char missing_why[512];
-};
-
-/* The peer for model mi at each thread count, over the cases zotune timed. */
-static void peer_model(const char *script, int mi, struct peer_state *ps)
-{
-  for (int th = MAX_THREADS; th >= 1 && !ps->missing; th--) {
-    int sel[N_CASES], any = 0;
-    for (int ci = 0; ci < N_CASES; ci++) {
-      sel[ci] = cases[ci].model == mi && results[ci].measured[th];
-      any |= sel[ci];
-    }
-    if (!any)
-      continue;
-    for (int e = 0; e < ps->n_envs; e++) {
-      int got = run_peer(script, mi, sel, th, ps->envs[e].env, ps->info[mi][th],
-                         sizeof ps->info[mi][th], ps->err[mi][th], sizeof ps->err[mi][th]);
-      if (got < 0) {
-        ps->missing = 1;
-        copy_str(ps->missing_why, sizeof ps->missing_why, ps->err[mi][th]);
-        break;
-      }
-      ps->ran[mi][th] = 1;
-      ps->env_i[mi][th] = e;
-      if (got > 0)
-        break; /* else: this BLAS setup failed, try the next */
-    }
-  }
-}
+static const struct peer_job peer_job = {
+    .n_cases = N_CASES, .wants = peer_wants, .item = peer_item, .result = peer_result};
 
 /* ---- report ------------------------------------------------------------- */
 
@@ -722,11 +613,11 @@ static void print_targets(void)
     const struct result *r = &results[ci];
     const struct bcase *bc = &cases[ci];
     const int th = MAX_THREADS;
-    if (bc->target <= 0.0 || !r->measured[th] || !r->peer_ok[th])
+    if (bc->target <= 0.0 || !r->measured[th] || !r->peer[th].ok)
       continue;
     char shape[16];
     shape_str(shape, sizeof shape, ci);
-    const double peer = r->peer_ms[th] * 1e-3, allowed = peer / bc->target;
+    const double peer = r->peer[th].ms * 1e-3, allowed = peer / bc->target;
     const double fwd2 = 2.0 * r->plain[th], z = r->step[th] - fwd2;
     const double need = (allowed - z) / 2.0;
     printf("- gpt2 %s: target %.1fx allows %.0f ms per step; now 2 x fwd %.0f + z %.0f = %.0f ms "
@@ -745,32 +636,11 @@ static void print_targets(void)
     printf("- (no GPT-2 row with a peer result)\n");
 }
 
-static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, int peer_exists,
-                       const char *script)
+static void print_peer(const struct peer_state *ps)
 {
   printf("\n## PyTorch 1.13 MeZO peer (tests/bench/peers/torch_mezo.py: MeZO's zo_step in "
          "place, same B x T, threads, float32, inference_mode, explicit causal attention)\n\n");
-  if (no_peer) {
-    printf("Skipped (--no-peer).\n");
-  } else if (!python_ok) {
-    printf("SKIPPED: %s is not executable.\n", PYTHON);
-  } else if (!peer_exists) {
-    printf("SKIPPED: peer script %s not found (set ZOTUNE_TORCH_MEZO_PEER or --peer).\n", script);
-  } else if (ps->missing) {
-    printf("SKIPPED: %s cannot import torch (%s).\n", PYTHON, ps->missing_why);
-  } else {
-    for (int mi = 0; mi < N_MODELS; mi++)
-      for (int th = MAX_THREADS; th >= 1; th--) {
-        if (!ps->ran[mi][th])
-          continue;
-        const struct peer_env *e = &ps->envs[ps->env_i[mi][th]];
-        printf("- %s, %d thr: BLAS setup: %s [%s]\n  peer: %s\n", model_names[mi], th, e->label,
-               e->env[0] ? e->env : "no variables",
-               ps->info[mi][th][0] ? ps->info[mi][th] : "-");
-        if (ps->err[mi][th][0])
-          printf("  last other line from the peer: %s\n", ps->err[mi][th]);
-      }
-  }
+  bench_peer_print_runs(ps); /* the table below says "(no peer)" where it did not run */
 
   printf("\n## zotune vs the peer (ms per MeZO step, medians of %d after 1 warm-up each)\n\n",
          reps);
@@ -787,16 +657,16 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
         continue;
       char shape[16], range[40], mark[16], tgt[32], fx[24], zx[24];
       shape_str(shape, sizeof shape, ci);
-      if (!r->peer_ok[th]) {
+      if (!r->peer[th].ok) {
         printf("| %-5s | %-6s | %3d | %9.1f | %-9s | %-17s | %-8s | %-13s | %-10s | %-10s | "
                "%-6s | %-6s |\n",
                model_names[cases[ci].model], shape, th, r->step[th] * 1e3, "-", "(no peer)", "-",
                "-", "-", "-", "-", "-");
         continue;
       }
-      const double su = r->peer_ms[th] * 1e-3 / r->step[th];
+      const double su = r->peer[th].ms * 1e-3 / r->step[th];
       const double zp = r->probe[th] - 2.0 * r->plain[th] + r->apply[th];
-      snprintf(range, sizeof range, "%.1f - %.1f", r->peer_lo[th], r->peer_hi[th]);
+      snprintf(range, sizeof range, "%.1f - %.1f", r->peer[th].lo, r->peer[th].hi);
       if (cases[ci].target > 0.0 && th == MAX_THREADS)
         snprintf(tgt, sizeof tgt, ">=%.1fx %s", cases[ci].target,
                  su >= cases[ci].target ? "MET" : "MISSED");
@@ -807,11 +677,11 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
         snprintf(zx, sizeof zx, "%.1fx", r->peer_perturb[th] * 1e-3 / zp);
       else
         snprintf(zx, sizeof zx, "?");
-      mark_wait(r->peer_wait[th], mark, sizeof mark);
+      bench_mark_wait(&run, r->peer[th].wait, mark, sizeof mark);
       printf("| %-5s | %-6s | %3d | %9.1f | %9.1f | %-17s | %7.2fx | %-13s | %-10s | %-10s | "
              "%6.3f | %-6s |\n",
-             model_names[cases[ci].model], shape, th, r->step[th] * 1e3, r->peer_ms[th], range,
-             su, tgt, fx, zx, r->peer_loss[th], mark);
+             model_names[cases[ci].model], shape, th, r->step[th] * 1e3, r->peer[th].ms, range,
+             su, tgt, fx, zx, r->peer[th].loss, mark);
     }
   }
   printf("\nspeed-up = torch ms / zotune ms, same B x T and thread count. fwd x = the peer's "
@@ -824,7 +694,7 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
   for (int ci = 0; ci < N_CASES; ci++)
     for (int th = MAX_THREADS; th >= 1; th--) {
       const struct result *r = &results[ci];
-      if (!r->peer_ok[th])
+      if (!r->peer[th].ok)
         continue;
       char shape[16];
       shape_str(shape, sizeof shape, ci);
@@ -857,9 +727,9 @@ static void print_peer(const struct peer_state *ps, int no_peer, int python_ok, 
            r->step[MAX_THREADS] / bc->ref_floor,
            bc->T * bc->B == 256 ? " (BRIEF: <= 1.5x the floor; cross-machine, indicative only)"
                                 : " (cross-machine, indicative only)");
-    if (r->peer_ok[MAX_THREADS])
-      printf("; this run's peer %.3f s = quoted x %.2f", r->peer_ms[MAX_THREADS] * 1e-3,
-             r->peer_ms[MAX_THREADS] * 1e-3 / bc->ref_torch);
+    if (r->peer[MAX_THREADS].ok)
+      printf("; this run's peer %.3f s = quoted x %.2f", r->peer[MAX_THREADS].ms * 1e-3,
+             r->peer[MAX_THREADS].ms * 1e-3 / bc->ref_torch);
     printf(".\n");
   }
 }
@@ -924,12 +794,12 @@ static void print_floor(void)
            bc->B * bc->T != 256 ? ""
            : x <= 1.5           ? " (BRIEF: <= 1.5x: MET)"
                                 : " (BRIEF: <= 1.5x: MISSED)");
-    if (bc->target <= 0.0 || !r->peer_ok[MAX_THREADS] || r->plain[MAX_THREADS] <= 0.0 ||
-        r->peer_ms[MAX_THREADS] * 1e-3 / r->step[MAX_THREADS] >= bc->target)
+    if (bc->target <= 0.0 || !r->peer[MAX_THREADS].ok || r->plain[MAX_THREADS] <= 0.0 ||
+        r->peer[MAX_THREADS].ms * 1e-3 / r->step[MAX_THREADS] >= bc->target)
       continue;
     /* What a missed speed-up target asks of the forwards, with everything
      * else in the step (z, the update, the probes' overhead) as measured. */
-    const double allowed = r->peer_ms[MAX_THREADS] * 1e-3 / bc->target;
+    const double allowed = r->peer[MAX_THREADS].ms * 1e-3 / bc->target;
     const double rest = r->step[MAX_THREADS] - 2.0 * r->plain[MAX_THREADS];
     const double fwd = (allowed - rest) / 2.0;
     if (fwd <= 0.0) {
@@ -1027,21 +897,6 @@ static void usage(void)
           BENCH_MAX_REPS, DEFAULT_REPS);
 }
 
-/* The peer script: --peer, ZOTUNE_TORCH_MEZO_PEER, or peers/ beside this file. */
-static void default_peer(char *buf, size_t len)
-{
-  const char *env = getenv("ZOTUNE_TORCH_MEZO_PEER");
-  if (env && env[0]) {
-    snprintf(buf, len, "%s", env);
-    return;
-  }
-  const char *file = __FILE__, *slash = strrchr(file, '/');
-  if (slash)
-    snprintf(buf, len, "%.*speers/torch_mezo.py", (int)(slash - file + 1), file);
-  else
-    snprintf(buf, len, "peers/torch_mezo.py");
-}
-
 static void print_models(void)
 {
   printf("## Models\n\n");
@@ -1066,40 +921,26 @@ static struct peer_state ps;
 
 int main(int argc, char **argv)
 {
-  int quick = 0, no_peer = 0, no_rss = 0, rc = 0;
-  const char *peer_env = NULL;
-  char peer[1024];
-  default_peer(peer, sizeof peer);
+  int no_rss = 0, rc = 0;
+  struct bench_opts opt;
+  bench_opts_init(&opt, DEFAULT_REPS, "ZOTUNE_TORCH_MEZO_PEER", __FILE__, "torch_mezo.py");
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-      reps = atoi(argv[++i]);
-      if (reps < 1 || reps > BENCH_MAX_REPS) {
-        usage();
-        return 1;
-      }
-    } else if (strcmp(argv[i], "--quick") == 0) {
-      quick = 1;
-    } else if (strcmp(argv[i], "--no-peer") == 0) {
-      no_peer = 1;
-    } else if (strcmp(argv[i], "--no-rss") == 0) {
+    const int shared = bench_opts_arg(&opt, argc, argv, &i); /* -1: a bad --reps */
+    if (shared > 0)
+      continue;
+    if (shared == 0 && strcmp(argv[i], "--no-rss") == 0) {
       no_rss = 1;
-    } else if (strcmp(argv[i], "--dist") == 0 && i + 1 < argc &&
+    } else if (shared == 0 && strcmp(argv[i], "--dist") == 0 && i + 1 < argc &&
                (strcmp(argv[i + 1], "gaussian") == 0 || strcmp(argv[i + 1], "rademacher") == 0)) {
       bench_dist = strcmp(argv[++i], "rademacher") == 0 ? RNG_RADEMACHER : RNG_GAUSSIAN;
-    } else if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc) {
-      snprintf(peer, sizeof peer, "%s", argv[++i]);
-    } else if (strcmp(argv[i], "--peer-env") == 0 && i + 1 < argc) {
-      peer_env = argv[++i];
     } else {
       usage();
       return 1;
     }
   }
-  const double t_start = bench_now();
-  const bench_load load_start = bench_load_now();
-  struct rusage ru0, ru1; /* children's CPU: the RSS children and the peer are ours */
-  if (getrusage(RUSAGE_CHILDREN, &ru0) != 0)
-    memset(&ru0, 0, sizeof ru0);
+  reps = opt.reps;
+  const int quick = opt.quick;
+  bench_run_start(&run);
 
   /* First, before any thread or large buffer exists in this process. */
   struct rss_info rss_copy, rss_alias;
@@ -1116,17 +957,10 @@ int main(int argc, char **argv)
   }
   if (!quick)
     measure_floor();
-  char cpu[256], date[64];
-  bench_cpu_model(cpu, sizeof cpu);
-  bench_date(date, sizeof date);
   const char *blas = model_blas_info();
-  printf("# zotune bench_mezo\n\n");
-  printf("Machine: %s | %s | rng path: %s | %s\n", cpu, blas, rng_isa_name(rng_get_isa()), date);
-#ifdef _OPENMP
-  printf("OpenMP: yes, %d procs | compiler: %s\n", omp_get_num_procs(), __VERSION__);
-#else
-  printf("OpenMP: NO (the 2-thread rows run on one thread) | compiler: %s\n", __VERSION__);
-#endif
+  char rng_path[64];
+  snprintf(rng_path, sizeof rng_path, "rng path: %s | ", rng_isa_name(rng_get_isa()));
+  bench_print_machine("bench_mezo", blas, rng_path);
   if (have_avx512() && !strstr(blas, "skx"))
     printf("WARNING: the CPU has AVX-512 but BLIS runs other kernels: not the GEMM rates "
            "zotune normally gets\n");
@@ -1147,13 +981,12 @@ int main(int argc, char **argv)
          reps);
   printf("wait = average number of this benchmark's threads runnable but waiting for a CPU "
          "during the row; '!' marks rows above %.2f, whose timings are suspect.\n\n",
-         WAIT_WARN);
+         BENCH_WAIT_WARN);
   print_models();
 
   printf("\n## zotune MeZO step (median of %d)\n\n", reps);
   table_header();
-  const int peer_exists = access(peer, R_OK) == 0, python_ok = access(PYTHON, X_OK) == 0;
-  ps.n_envs = bench_peer_envs(ps.envs, peer_env, PEER_TUNED_FIRST);
+  bench_peer_setup(&ps, &opt, PEER_TUNED_FIRST);
   zo_config zc;
   make_zo_config(&zc);
   zo_err zerr;
@@ -1178,35 +1011,19 @@ int main(int argc, char **argv)
         rc = 1;
     zo_state_free(&st);
     model_free(m);
-    if (!no_peer && peer_exists && python_ok) /* with our buffers freed */
-      peer_model(peer, mi, &ps);
+    bench_peer_model(&ps, &peer_job, mi); /* with our buffers freed */
   }
-  if (nflagged)
-    printf("\nWARNING: %d rows had threads waiting for a CPU (up to %.2f, marked '!'); rerun "
-           "on a quiet machine.\n",
-           nflagged, wait_max);
+  bench_run_warn(&run);
   print_where();
-  print_peer(&ps, no_peer, python_ok, peer_exists, peer);
+  print_peer(&ps);
   if (!quick && !no_rss) {
-    print_rss(&rss_copy, &rss_alias, ps.ran[M_GPT2][MAX_THREADS] ? ps.info[M_GPT2][MAX_THREADS] : NULL);
+    const struct peer_run *gpt2 = &ps.run[M_GPT2][MAX_THREADS];
+    print_rss(&rss_copy, &rss_alias, gpt2->ran ? gpt2->info : NULL);
     if (!rss_copy.ok || !rss_alias.ok)
       rc = 1;
   }
 
-  const bench_load load_end = bench_load_now();
-  double children = 0.0;
-  if (getrusage(RUSAGE_CHILDREN, &ru1) == 0)
-    children = cpu_seconds(&ru1) - cpu_seconds(&ru0);
-  double foreign = bench_load_foreign(load_start, load_end);
-  if (foreign >= 0.0) {
-    foreign -= children / (load_end.wall - load_start.wall);
-    printf("\nOther processes kept %.2f CPUs busy on average during the run%s.\n",
-           foreign > 0.0 ? foreign : 0.0,
-           foreign > 0.1 ? ": the machine was not quiet, compare ratios within rows" : "");
-  }
-  if (nflagged)
-    printf("WARNING: %d rows (zotune and peer) had threads waiting for a CPU (up to %.2f).\n",
-           nflagged, wait_max);
-  printf("Total time: %.1f s\n", bench_now() - t_start);
+  bench_run_end(&run);
+  printf("Total time: %.1f s\n", bench_now() - run.t0);
   return rc;
 }

@@ -16,7 +16,12 @@
  *   bench_sgemm_ceiling the same through an SGEMM microkernel's inner loop
  *                      (loads and broadcasts included): no BLAS beats it;
  *   bench_cpu_model    "model name" from /proc/cpuinfo;
- *   bench_date         the current UTC date and time.
+ *   bench_date         the current UTC date and time;
+ *   bench_print_machine a report's title, machine, OpenMP and compiler lines;
+ *   bench_run_*        a run's start, its rows flagged for waiting on a CPU
+ *                      (bench_mark_wait) and its closing lines;
+ *   bench_fork_report  a child forked to measure something (its peak RSS)
+ *                      that sends its findings back through a pipe.
  *
  * The memory kernels use explicit AVX-512/AVX2 loads and stores when the CPU
  * has them, so the floor they measure does not depend on the optimisation
@@ -36,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -617,6 +623,143 @@ static inline void copy_str(char *dst, size_t len, const char *src)
     n = len - 1;
   memcpy(dst, src, n);
   dst[n] = '\0';
+}
+
+/* ---- a run: header, flagged rows, closing lines ------------------------ */
+
+#define BENCH_MAX_THREADS 2  /* rows at 2 threads and at 1: the reference VM's cores */
+#define BENCH_WAIT_WARN 0.05 /* flag rows whose threads waited > 5% for a CPU */
+
+/* A report's first lines: "# zotune <name>", the machine (extra, "" or
+ * e.g. "rng path: avx512 | ", between the BLAS and the date), OpenMP and the
+ * compiler. */
+static inline void bench_print_machine(const char *name, const char *blas, const char *extra)
+{
+  char cpu[256], date[64];
+  bench_cpu_model(cpu, sizeof cpu);
+  bench_date(date, sizeof date);
+  printf("# zotune %s\n\n", name);
+  printf("Machine: %s | %s | %s%s\n", cpu, blas, extra, date);
+#ifdef _OPENMP
+  printf("OpenMP: yes, %d procs | compiler: %s\n", omp_get_num_procs(), __VERSION__);
+#else
+  printf("OpenMP: NO (the 2-thread rows run on one thread) | compiler: %s\n", __VERSION__);
+#endif
+}
+
+/* What a run's closing lines need from its start (the wall clock, the
+ * machine's load, our children's CPU time: the RSS children and the peer
+ * are ours, not interference), and the rows flagged on the way. */
+struct bench_run {
+  double t0;
+  bench_load load;
+  struct rusage children;
+  int nflagged;    /* rows whose threads waited more than BENCH_WAIT_WARN */
+  double wait_max; /* the most any row waited */
+};
+
+static inline void bench_run_start(struct bench_run *r)
+{
+  memset(r, 0, sizeof *r);
+  r->t0 = bench_now();
+  r->load = bench_load_now();
+  if (getrusage(RUSAGE_CHILDREN, &r->children) != 0)
+    memset(&r->children, 0, sizeof r->children);
+}
+
+/* A row's wait column for `wait` (bench_load_wait): "0.01", "0.12 !" above
+ * BENCH_WAIT_WARN (the row is counted in r as flagged), "?" when unknown.
+ * Returns wait. */
+static inline double bench_mark_wait(struct bench_run *r, double wait, char *mark, size_t len)
+{
+  if (wait < 0.0) {
+    snprintf(mark, len, "?");
+    return wait;
+  }
+  if (wait > r->wait_max)
+    r->wait_max = wait;
+  if (wait > BENCH_WAIT_WARN)
+    r->nflagged++;
+  snprintf(mark, len, "%.2f%s", wait, wait > BENCH_WAIT_WARN ? " !" : "");
+  return wait;
+}
+
+/* Below the benchmark's own rows: a warning when some were flagged. */
+static inline void bench_run_warn(const struct bench_run *r)
+{
+  if (r->nflagged)
+    printf("\nWARNING: %d rows had threads waiting for a CPU (up to %.2f, marked '!'); rerun "
+           "on a quiet machine.\n",
+           r->nflagged, r->wait_max);
+}
+
+/* The closing lines: how many CPUs other processes kept busy during the
+ * run, and the rows flagged in all (the peer's too). */
+static inline void bench_run_end(const struct bench_run *r)
+{
+  const bench_load end = bench_load_now();
+  struct rusage ru;
+  double children = 0.0;
+  if (getrusage(RUSAGE_CHILDREN, &ru) == 0)
+    children = cpu_seconds(&ru) - cpu_seconds(&r->children);
+  double foreign = bench_load_foreign(r->load, end);
+  if (foreign >= 0.0) {
+    foreign -= children / (end.wall - r->load.wall);
+    printf("\nOther processes kept %.2f CPUs busy on average during the run%s.\n",
+           foreign > 0.0 ? foreign : 0.0,
+           foreign > 0.1 ? ": the machine was not quiet, compare ratios within rows" : "");
+  }
+  if (r->nflagged)
+    printf("WARNING: %d rows (zotune and peer) had threads waiting for a CPU (up to %.2f).\n",
+           r->nflagged, r->wait_max);
+}
+
+/* ---- forked children ---------------------------------------------------- */
+
+/* Forks a child that runs child(fd, arg): it writes a report of `size`
+ * bytes to fd (bench_report) and _exits, never returning. The parent reads
+ * the report into out (*got = the bytes it got) and returns the child's pid,
+ * for the caller to wait for in whichever way gives it the child's rusage;
+ * -1 when no child was started. Its memory is the parent's at the fork, so
+ * call it before the parent allocates anything large or starts threads. */
+static inline pid_t bench_fork_report(void (*child)(int fd, void *arg), void *arg, void *out,
+                                      size_t size, size_t *got)
+{
+  int fds[2];
+  *got = 0;
+  fflush(stdout); /* the child inherits our stdio buffers: none may hold output twice */
+  fflush(stderr);
+  if (pipe(fds) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    child(fds[1], arg);
+    _exit(1); /* not reached: child _exits */
+  }
+  close(fds[1]);
+  while (*got < size) {
+    ssize_t k = read(fds[0], (char *)out + *got, size - *got);
+    if (k <= 0)
+      break;
+    *got += (size_t)k;
+  }
+  close(fds[0]);
+  return pid;
+}
+
+/* The child's side: writes its report to fd and closes it; 0 when all of it
+ * was written. */
+static inline int bench_report(int fd, const void *report, size_t size)
+{
+  int rc = write(fd, report, size) == (ssize_t)size ? 0 : -1;
+  close(fd);
+  return rc;
 }
 
 #endif
