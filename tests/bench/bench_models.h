@@ -26,36 +26,16 @@ static const char *const model_names[N_MODELS] = {"gpt2", "llama"};
 
 static inline model_config bench_model_config(int which)
 {
-  model_config c;
-  memset(&c, 0, sizeof c);
-  if (which == M_GPT2) {
-    c.arch = MODEL_GPT2;
-    snprintf(c.name, sizeof c.name, "gpt2");
-    c.n_layer = 12;
-    c.n_embd = 768;
-    c.n_head = 12;
-    c.n_kv_head = 12;
-    c.n_ff = 3072;
-    c.n_vocab = 50257;
-    c.n_ctx = 2048;
-    c.norm_eps = 1e-5f;
-    c.tied = 1;
-  } else {
-    c.arch = MODEL_LLAMA;
-    snprintf(c.name, sizeof c.name, "llama");
-    c.n_layer = 6;
-    c.n_embd = 288;
-    c.n_head = 6;
-    c.n_kv_head = 6;
-    c.n_ff = 768;
-    c.n_vocab = 32000;
-    c.n_ctx = 2048;
-    c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f;
-    c.rope = MODEL_ROPE_INTERLEAVED; /* llama2.c's pairs */
-    c.tied = 0;
-  }
-  return c;
+  static const model_config gpt2 = {.arch = MODEL_GPT2, .name = "gpt2", .n_layer = 12,
+                                    .n_embd = 768, .n_head = 12, .n_kv_head = 12,
+                                    .n_ff = 3072, .n_vocab = 50257, .n_ctx = 2048,
+                                    .norm_eps = 1e-5f, .tied = 1};
+  static const model_config llama = {.arch = MODEL_LLAMA, .name = "llama", .n_layer = 6,
+                                     .n_embd = 288, .n_head = 6, .n_kv_head = 6, .n_ff = 768,
+                                     .n_vocab = 32000, .n_ctx = 2048, .norm_eps = 1e-5f,
+                                     .rope_theta = 10000.0f,
+                                     .rope = MODEL_ROPE_INTERLEAVED /* llama2.c's pairs */};
+  return which == M_GPT2 ? gpt2 : llama;
 }
 
 /* xorshift64*: the benchmarks' weights and tokens (not zotune's streams). */
